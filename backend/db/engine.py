@@ -1,0 +1,65 @@
+"""The async engine and session factory for SQLite (embedded) or PostgreSQL, and their Litestar wiring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from backend.settings import Settings
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers proceed while a turn checkpoints; busy_timeout queues writers instead of failing
+    # them; SQLite leaves foreign keys (and so every ON DELETE CASCADE) off unless asked.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """An engine for the configured database, with SQLite's pragmas or PostgreSQL's pool sizes."""
+    url = url or settings.database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            echo=settings.database.echo,
+        )
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        return engine
+    return create_async_engine(
+        url,
+        echo=settings.database.echo,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.max_overflow,
+        pool_pre_ping=True,
+        # A replica whose database connection broke should find out at checkout, not mid-turn.
+        pool_recycle=1800,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alchemy_config(engine: AsyncEngine) -> SQLAlchemyAsyncConfig:
+    """Advanced Alchemy's config: a ``db_session`` dependency per request, closed after the response.
+
+    Services commit explicitly: the autocommit hook commits while the response is already on its way
+    and swallows a failed commit, which would acknowledge a write that never happened.
+    """
+    return SQLAlchemyAsyncConfig(
+        engine_instance=engine,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        create_all=False,
+    )

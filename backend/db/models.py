@@ -1,0 +1,140 @@
+"""Surge's tables: accounts and their logins, conversations, the message tree, shares, idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backend.db.base import Base, utcnow
+
+
+def postgresql_only(index: Index) -> Index:
+    """An index created on PostgreSQL only (trigram search needs the pg_trgm extension)."""
+    index.info["postgresql_only"] = True
+    return index.ddl_if(dialect="postgresql")
+
+
+class User(Base):
+    __tablename__ = "user_account"
+
+    # Stored normalised (lower-cased); nullable because phone and some Apple sign-ins carry no email.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    tier: Mapped[str] = mapped_column(String(16), default="free", server_default="free")
+
+
+class TokenFamily(Base):
+    """One login: every refresh token rotated out of it shares the family, and revoking it ends them all."""
+
+    __tablename__ = "token_family"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RefreshToken(Base):
+    __tablename__ = "refresh_token"
+
+    family_id: Mapped[UUID] = mapped_column(ForeignKey("token_family.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the opaque token: a leaked table cannot be replayed.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    # Set when the token is exchanged; presenting it again is reuse and revokes the family.
+    spent_at: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    __tablename__ = "conversation"
+    __table_args__ = (
+        # The conversation list: one user's, archived or not, pinned first, most recent activity first.
+        # Search (?q=) walks this too and filters titles: a user has hundreds of conversations, not millions.
+        Index("ix_conversation_listing", "user_id", "archived", "pinned", "activity_at", "id"),
+    )
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    title: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The leaf the client selected; NULL means "the most recently created message" (always a leaf).
+    current_leaf_id: Mapped[UUID | None] = mapped_column(
+        ForeignKey("message.id", ondelete="SET NULL", use_alter=True, name="fk_conversation_current_leaf")
+    )
+    last_message_at: Mapped[datetime | None]
+    # last_message_at, or created_at before the first message: the list's sort key, never NULL so that
+    # keyset pagination can compare it.
+    activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "message"
+    __table_args__ = (
+        # Current branch and whole-tree listing: a conversation's messages in id (= creation) order.
+        Index("ix_message_conversation", "conversation_id", "id"),
+        # Search over finished message text; partial so that streaming checkpoints do not churn the index.
+        postgresql_only(
+            Index(
+                "ix_message_content_trgm",
+                "content",
+                postgresql_using="gin",
+                postgresql_ops={"content": "gin_trgm_ops"},
+                postgresql_where=text("status = 'complete'"),
+            )
+        ),
+    )
+
+    conversation_id: Mapped[UUID] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    parent_id: Mapped[UUID | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="", server_default="")
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(100))
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    feedback: Mapped[str | None] = mapped_column(String(8))
+    feedback_comment: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None]
+
+    conversation: Mapped[Conversation] = relationship(lazy="raise", foreign_keys=[conversation_id])
+
+
+class Share(Base):
+    """A frozen copy of a conversation's current branch, readable by anyone with its id."""
+
+    __tablename__ = "share"
+
+    conversation_id: Mapped[UUID] = mapped_column(
+        ForeignKey("conversation.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    # [{"role", "content", "created_at"}]: a snapshot, so later edits and deletions do not leak in.
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` for one route, and the turn it created."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("user_id", "scope", "key"),)
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the canonical request body: the same key with another body is a conflict.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    user_message_id: Mapped[UUID | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
+    assistant_message_id: Mapped[UUID | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

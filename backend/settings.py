@@ -1,0 +1,277 @@
+"""Typed settings, read once from ``SURGE_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import msgspec
+
+Env = Literal["development", "production", "test"]
+
+# The development JWT secret: fine on a laptop, refused in production (see ``Settings.check_production``).
+INSECURE_JWT_SECRET = "surge-insecure-development-secret-change-me!"  # noqa: S105
+
+
+def doc(text: str) -> msgspec.Meta:
+    """A field description, shown in ``surge settings`` and the README's configuration table."""
+    return msgspec.Meta(description=text)
+
+
+class SettingsGroup(msgspec.Struct, kw_only=True, frozen=True):
+    """One concern's settings; each field ``name`` is read from ``SURGE_{env_prefix}{NAME}``."""
+
+    env_prefix: ClassVar[str] = ""
+
+
+class ServerSettings(SettingsGroup, kw_only=True, frozen=True):
+    env: Annotated[
+        Env, doc("`development` (laptop defaults) or `production` (refuses insecure defaults)")
+    ] = "development"
+    host: Annotated[str, doc("Interface `surge serve` binds to")] = "127.0.0.1"
+    port: Annotated[int, doc("Port `surge serve` listens on")] = 8000
+    workers: Annotated[int, doc("Backend processes `surge serve` starts (more than one needs Redis)")] = 1
+    public_url: Annotated[str, doc("Base URL clients reach this service at (used in share links)")] = ""
+    max_body_bytes: Annotated[int, doc("Largest request body accepted, in bytes (else 413)")] = 1_048_576
+    log_level: Annotated[str, doc("Log level: DEBUG, INFO, WARNING or ERROR")] = "INFO"
+    log_json: Annotated[bool, doc("Structured JSON logs (true) or human-readable lines (false)")] = True
+    data_dir: Annotated[str, doc("Where the embedded default keeps its SQLite file and worker logs")] = (
+        ".surge"
+    )
+    shutdown_grace_s: Annotated[int, doc("Seconds a stopping process lets open streams finish")] = 30
+
+
+class DatabaseSettings(SettingsGroup, kw_only=True, frozen=True):
+    env_prefix: ClassVar[str] = "DATABASE_"
+
+    url: Annotated[
+        str,
+        doc(
+            "SQLAlchemy URL: `sqlite+aiosqlite:///path` (embedded) or `postgresql+asyncpg://...` (production)"
+        ),
+    ] = ""
+    pool_size: Annotated[int, doc("Connections kept open per backend process (PostgreSQL)")] = 10
+    max_overflow: Annotated[int, doc("Extra connections allowed under burst (PostgreSQL)")] = 20
+    auto_migrate: Annotated[bool, doc("Apply migrations at start-up (the embedded default does)")] = True
+    echo: Annotated[bool, doc("Log every SQL statement (development only)")] = False
+
+
+class RedisSettings(SettingsGroup, kw_only=True, frozen=True):
+    env_prefix: ClassVar[str] = "REDIS_"
+
+    url: Annotated[
+        str | None, doc("Redis URL; required for more than one backend process. Unset: in-memory")
+    ] = None
+
+
+class AuthSettings(SettingsGroup, kw_only=True, frozen=True):
+    jwt_secret: Annotated[
+        str, doc("Secret that signs access tokens (at least 32 characters in production)")
+    ] = INSECURE_JWT_SECRET
+    access_token_ttl_s: Annotated[int, doc("Lifetime of an access token, seconds")] = 15 * 60
+    refresh_token_ttl_s: Annotated[int, doc("Lifetime of a refresh token, seconds")] = 30 * 24 * 3600
+    argon2_time_cost: Annotated[int, doc("argon2id iterations for password hashes")] = 3
+    argon2_memory_kib: Annotated[int, doc("argon2id memory per hash, KiB")] = 65_536
+    password_min_chars: Annotated[int, doc("Shortest password accepted at sign-up")] = 8
+    signup_per_ip_per_hour: Annotated[int, doc("Sign-ups allowed per client IP per hour")] = 30
+    login_per_ip_per_10min: Annotated[int, doc("Login attempts allowed per client IP per 10 minutes")] = 60
+    login_per_email_per_10min: Annotated[int, doc("Login attempts allowed per email per 10 minutes")] = 10
+    refresh_per_family_per_10min: Annotated[
+        int, doc("Refreshes allowed per login (token family) per 10 min")
+    ] = 60
+    trusted_proxies: Annotated[
+        str, doc("Comma-separated proxy IPs whose X-Forwarded-For is believed for the client IP")
+    ] = ""
+
+
+Thinking = Literal["always", "optional", "never"]
+
+
+class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """One model users can pick, and the SGLang workers that serve it."""
+
+    id: str
+    display_name: str
+    # The name SGLang serves it under (``--served-model-name``); defaults to ``id``.
+    upstream_model: str = ""
+    # SGLang servers, each reached directly; or a single sglang-router URL.
+    workers: list[str] = msgspec.field(default_factory=list)
+    thinking: Thinking = "optional"
+    # The chat_template_kwargs key that switches reasoning on (DeepSeek V3.1: "thinking"; Qwen3:
+    # "enable_thinking"); unused when thinking is "always" or "never".
+    thinking_switch: str | None = "thinking"
+    context_tokens: int = 131_072
+    max_output_tokens: int = 32_768
+
+    @property
+    def served_name(self) -> str:
+        return self.upstream_model or self.id
+
+
+# What `make run` starts: two simulated SGLang workers serving a DeepSeek-V3.1-style model.
+DEFAULT_MODELS: list[ModelSpec] = [
+    ModelSpec(
+        id="deepseek-v3.1",
+        display_name="DeepSeek V3.1 (simulated)",
+        workers=["http://127.0.0.1:30001", "http://127.0.0.1:30002"],
+        thinking="optional",
+        thinking_switch="thinking",
+    )
+]
+
+
+class InferenceSettings(SettingsGroup, kw_only=True, frozen=True):
+    models: Annotated[
+        list[ModelSpec],
+        doc(
+            "JSON list of models: id, display_name, upstream_model, workers, thinking, thinking_switch, "
+            "context_tokens, max_output_tokens"
+        ),
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_MODELS))
+    default_model: Annotated[
+        str, doc("Model of new conversations when the client names none (first model if unset)")
+    ] = ""
+
+    def model(self, model_id: str) -> ModelSpec | None:
+        return next((spec for spec in self.models if spec.id == model_id), None)
+
+    @property
+    def default(self) -> ModelSpec:
+        return self.model(self.default_model) or self.models[0]
+
+
+class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
+    content_max_chars: Annotated[int, doc("Longest user message accepted, characters")] = 32_000
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything Surge can be configured with; build it with :func:`load_settings`."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    chat: ChatSettings = msgspec.field(default_factory=ChatSettings)
+    inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under ``data_dir``."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{Path(self.server.data_dir) / 'surge.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def production_problems(self) -> list[str]:
+        """Why this configuration must not serve real users; empty when it may."""
+        problems: list[str] = []
+        if self.server.env != "production":
+            return problems
+        if self.auth.jwt_secret == INSECURE_JWT_SECRET or len(self.auth.jwt_secret) < 32:
+            problems.append("SURGE_JWT_SECRET must be set to a random secret of at least 32 characters")
+        if self.is_sqlite:
+            problems.append(
+                "SURGE_DATABASE_URL must point at PostgreSQL (SQLite is the embedded default only)"
+            )
+        if self.server.workers > 1 and not self.redis.url:
+            problems.append("SURGE_REDIS_URL is required to run more than one backend process")
+        return problems
+
+    def configuration_problems(self) -> list[str]:
+        """Settings that cannot work in any mode."""
+        problems: list[str] = []
+        if not self.inference.models:
+            problems.append("SURGE_MODELS must list at least one model")
+        ids = [spec.id for spec in self.inference.models]
+        if len(set(ids)) != len(ids):
+            problems.append("SURGE_MODELS has two models with the same id")
+        if self.inference.default_model and self.inference.model(self.inference.default_model) is None:
+            problems.append(f"SURGE_DEFAULT_MODEL {self.inference.default_model!r} is not in SURGE_MODELS")
+        return problems
+
+
+GROUPS: Mapping[str, type[SettingsGroup]] = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "auth": AuthSettings,
+    "chat": ChatSettings,
+    "inference": InferenceSettings,
+}
+
+G = TypeVar("G", bound=SettingsGroup)
+
+
+class SettingsError(ValueError):
+    """A ``SURGE_*`` variable that cannot be parsed into its setting."""
+
+
+def env_name(group: type[SettingsGroup], field: str) -> str:
+    return f"SURGE_{group.env_prefix}{field}".upper()
+
+
+def _load_group(group: type[G], environ: Mapping[str, str]) -> G:
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(group):
+        name = env_name(group, field.name)
+        if name in environ:
+            value: Any = environ[name]
+            if value == "" and field.default is None:
+                value = None
+            if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+                # Structured settings (the model list) arrive as JSON.
+                try:
+                    value = msgspec.json.decode(value)
+                except msgspec.DecodeError as exc:
+                    raise SettingsError(f"{name} is not valid JSON: {exc}") from exc
+            raw[field.name] = value
+    try:
+        # strict=False lets msgspec turn "8000" into 8000 and "true" into True.
+        return msgspec.convert(raw, group, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid {group.__name__} from environment: {exc}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment (``os.environ`` by default)."""
+    env = os.environ if environ is None else environ
+    return Settings(
+        server=_load_group(ServerSettings, env),
+        database=_load_group(DatabaseSettings, env),
+        redis=_load_group(RedisSettings, env),
+        auth=_load_group(AuthSettings, env),
+        chat=_load_group(ChatSettings, env),
+        inference=_load_group(InferenceSettings, env),
+    )
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated so that it cannot drift from the code."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for group in GROUPS.values():
+        for field in msgspec.structs.fields(group):
+            description = ""
+            for meta in getattr(field.type, "__metadata__", ()):
+                if isinstance(meta, msgspec.Meta) and meta.description:
+                    description = meta.description
+            default = field.default
+            if default is msgspec.NODEFAULT and field.default_factory is not msgspec.NODEFAULT:
+                default = field.default_factory()
+            shown = _shown(default)
+            rows.append(f"| `{env_name(group, field.name)}` | `{shown}` | {description} |")
+    return "\n".join(rows)
+
+
+def _shown(default: object) -> str:
+    if default is None or default == "":
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, list):
+        return "(two simulated workers, see below)" if default else "[]"
+    return str(default)
