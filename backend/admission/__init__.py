@@ -1,0 +1,1 @@
+"""Admission: rate limits, quotas, the fair queue and the overload policy."""

@@ -1,0 +1,259 @@
+"""API errors and the one envelope every failure is answered with.
+
+The hierarchy (status, stable ``code``)::
+
+    ApiError (500 internal)
+    ├── ValidationFailed (400 validation_error)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    ├── NotFound (404 not_found)
+    ├── MethodNotAllowed (405 method_not_allowed)
+    ├── Conflict (409 conflict)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── RateLimited (429 rate_limited)
+    ├── QuotaExceeded (429 quota_exceeded)
+    ├── Overloaded (503 overloaded)
+    ├── UpstreamUnavailable (503 upstream_unavailable)
+    └── SignupsPaused (503 signups_paused)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+from typing import Any, ClassVar
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+from backend.observability.request_id import request_id_of
+
+logger = logging.getLogger("surge.errors")
+
+
+class ApiError(Exception):
+    """A failure the client is told about, with a stable machine-readable ``code``."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    default_message: ClassVar[str] = "Internal error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after_s: float | None = None,
+        fields: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.retry_after_s = retry_after_s
+        self.fields = fields
+        self.extra = extra or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(ApiError):
+    status_code = 400
+    code = "validation_error"
+    default_message = "The request is not valid."
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "unauthorized"
+    default_message = "Missing, expired or invalid credentials."
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "Not allowed."
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "method_not_allowed"
+    default_message = "Method not allowed on this route."
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+    default_message = "Conflicts with the current state."
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "The request body is too large."
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    code = "rate_limited"
+    default_message = "Too many requests; retry later."
+
+
+class QuotaExceeded(ApiError):
+    status_code = 429
+    code = "quota_exceeded"
+    default_message = "Usage quota exceeded."
+
+    def __init__(self, message: str | None = None, *, resets_at: datetime, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, extra={"resets_at": resets_at})
+
+
+class Overloaded(ApiError):
+    status_code = 503
+    code = "overloaded"
+    default_message = "The service is busy; retry later."
+
+
+class UpstreamUnavailable(ApiError):
+    status_code = 503
+    code = "upstream_unavailable"
+    default_message = "No inference worker is available; retry later."
+
+
+class SignupsPaused(ApiError):
+    status_code = 503
+    code = "signups_paused"
+    default_message = "Sign-ups are paused while demand is high; retry later."
+
+
+# 429 and 503 must carry Retry-After; these are used when the raiser did not say.
+DEFAULT_RETRY_AFTER_S = {429: 10.0, 503: 5.0}
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    request_id: str
+    retry_after_s: float | None = None
+    fields: dict[str, str] | None = None
+    resets_at: datetime | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """``{"error": {...}}``: the shape of every error response."""
+
+    error: ErrorBody
+
+
+def error_responses(*errors: type[ApiError]) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route can answer with, in Surge's envelope (not Litestar's).
+
+    Every route can fail validation (400) or hit a bug (500); name the rest.
+    """
+    documented: dict[int, list[type[ApiError]]] = {}
+    kinds: list[type[ApiError]] = [ValidationFailed, *errors, ApiError]
+    for error in kinds:
+        documented.setdefault(error.status_code, []).append(error)
+    return {
+        status: ResponseSpec(
+            data_container=ErrorEnvelope,
+            generate_examples=False,
+            description=" or ".join(f"`{error.code}`" for error in kinds),
+        )
+        for status, kinds in documented.items()
+    }
+
+
+def retry_after_header(seconds: float) -> str:
+    # Retry-After is whole seconds; never round a wait down to zero.
+    return str(max(1, math.ceil(seconds)))
+
+
+def error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[ErrorEnvelope]:
+    retry_after = error.retry_after_s
+    if retry_after is None and error.status_code in DEFAULT_RETRY_AFTER_S:
+        retry_after = DEFAULT_RETRY_AFTER_S[error.status_code]
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        retry_after = float(retry_after_header(retry_after))
+        headers["Retry-After"] = retry_after_header(retry_after)
+    body = ErrorBody(
+        code=error.code,
+        message=error.message,
+        request_id=request_id_of(request.scope),
+        retry_after_s=retry_after,
+        fields=error.fields,
+        resets_at=error.extra.get("resets_at"),
+    )
+    return Response(
+        ErrorEnvelope(error=body), status_code=error.status_code, headers=headers, media_type=MediaType.JSON
+    )
+
+
+def _validation_fields(exc: ValidationException) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    if isinstance(exc.extra, list):
+        for item in exc.extra:
+            if isinstance(item, dict):
+                key = str(item.get("key") or item.get("source") or "body")
+                fields[key] = str(item.get("message", "invalid"))
+    return fields
+
+
+def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
+    return error_response(request, exc)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorEnvelope]:
+    """Litestar's own errors (routing, parsing, auth middleware) in Surge's envelope."""
+    error: ApiError
+    if isinstance(exc, ValidationException):
+        fields = _validation_fields(exc)
+        message = exc.detail if exc.detail and exc.detail != "Bad Request" else "The request is not valid."
+        error = ValidationFailed(message, fields=fields or None)
+    elif isinstance(exc, NotAuthorizedException):
+        error = Unauthorized()
+    elif isinstance(exc, PermissionDeniedException):
+        error = Forbidden()
+    elif isinstance(exc, NotFoundException):
+        error = NotFound()
+    elif isinstance(exc, MethodNotAllowedException):
+        error = MethodNotAllowed()
+    elif isinstance(exc, RequestEntityTooLarge):
+        error = PayloadTooLarge()
+    elif exc.status_code == 429:
+        error = RateLimited()
+    elif 400 <= exc.status_code < 500:
+        # Other client errors Litestar raises (malformed JSON, bad Content-Length) are validation errors.
+        error = ValidationFailed(exc.detail or None)
+    else:
+        logger.error("unhandled server error", exc_info=exc)
+        error = ApiError()
+    return error_response(request, error)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    """A bug: log it with the request id, tell the client nothing about its insides."""
+    logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
+    return error_response(request, ApiError())
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

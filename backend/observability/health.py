@@ -1,0 +1,69 @@
+"""``/healthz`` (the process is alive), ``/readyz`` (it can serve) and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from backend.runtime import Probe, Runtime
+
+CHECK_TIMEOUT_S = 2.0
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+@get("/healthz", exclude_from_auth=True, tags=["Operations"], summary="The process is alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+def database_probe(runtime: Runtime) -> Probe:
+    async def probe() -> str:
+        async with runtime.sessions() as session:
+            await session.execute(text("SELECT 1"))
+        return "ok"
+
+    return probe
+
+
+async def _checked(name: str, probe: Probe) -> tuple[str, str]:
+    try:
+        return name, await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return name, f"failed: {type(exc).__name__}"
+
+
+@get(
+    "/readyz", exclude_from_auth=True, tags=["Operations"], summary="Database, Redis and inference reachable"
+)
+async def readyz(runtime: NamedDependency[Runtime]) -> Response[Readiness]:
+    checks = dict(await asyncio.gather(*(_checked(name, probe) for name, probe in runtime.readiness.items())))
+    ready = all(result == "ok" for result in checks.values())
+    return Response(
+        Readiness(status="ok" if ready else "unavailable", checks=checks),
+        status_code=200 if ready else 503,
+        headers={} if ready else {"Retry-After": "5"},
+    )
+
+
+@get(
+    "/metrics",
+    exclude_from_auth=True,
+    tags=["Operations"],
+    summary="Prometheus metrics",
+    media_type=MediaType.TEXT,
+)
+async def metrics() -> Response[bytes]:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
