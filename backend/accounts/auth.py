@@ -1,0 +1,61 @@
+"""Bearer-token authentication: every request not marked public carries a valid access token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.openapi.spec import Components, SecurityScheme
+
+from backend.db import models as m
+from backend.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from backend.runtime import Runtime
+
+SECURITY_SCHEME = "BearerToken"
+OPENAPI_COMPONENTS = Components(
+    security_schemes={
+        SECURITY_SCHEME: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description="The access_token of a Session (POST /v1/auth/login, /signup or /refresh).",
+        )
+    }
+)
+
+
+# The OpenAPI security requirement of every route that needs a token (the others are public).
+BEARER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate_token(runtime: Runtime, token: str | None) -> m.User:
+    """The user behind an access token, looked up each time so that a deleted account stops at once."""
+    user_id = runtime.access_tokens.user_id(token) if token else None
+    if user_id is None:
+        raise Unauthorized()
+    # A short session of its own: the request's session may live as long as an SSE stream.
+    async with runtime.sessions() as session:
+        user = await session.get(m.User, user_id)
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        runtime: Runtime = connection.app.state.runtime
+        user = await authenticate_token(runtime, bearer_token(connection))
+        return AuthenticationResult(user=user, auth=None)

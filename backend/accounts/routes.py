@@ -1,0 +1,186 @@
+"""``/v1/auth`` and ``/v1/me``.
+
+No ``from __future__ import annotations`` here: Litestar would resolve the string "Session" through its
+signature namespace, where Advanced Alchemy registers SQLAlchemy's Session, not ours.
+"""
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
+from litestar.response import Response
+
+from backend.accounts.auth import BEARER
+from backend.accounts.export import export_account
+from backend.accounts.schemas import LoginRequest, RefreshRequest, Session, SignupRequest, User, UserUpdate
+from backend.accounts.service import AccountService, IssuedTokens, normalise_email
+from backend.admission.client_ip import client_ip
+from backend.admission.ratelimit import RateLimit, enforce
+from backend.db import models as m
+from backend.deps import CurrentUser, DbSession, RuntimeDep
+from backend.errors import Conflict, RateLimited, Unauthorized, error_responses
+
+
+def provide_account_service(db_session: DbSession, runtime: RuntimeDep) -> AccountService:
+    return AccountService(
+        db_session,
+        settings=runtime.settings.auth,
+        passwords=runtime.passwords,
+        access_tokens=runtime.access_tokens,
+    )
+
+
+def to_user(user: m.User) -> User:
+    return User(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        tier=user.tier,  # type: ignore[arg-type]
+        created_at=user.created_at,
+    )
+
+
+def to_session(issued: IssuedTokens) -> Session:
+    return Session(
+        user=to_user(issued.user),
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+    )
+
+
+class AuthController(Controller):
+    path = "/v1/auth"
+    tags = ["Accounts"]
+    dependencies = {"accounts": Provide(provide_account_service, sync_to_thread=False)}
+
+    @post(
+        "/signup",
+        status_code=201,
+        exclude_from_auth=True,
+        summary="Create an account",
+        responses=error_responses(Conflict, RateLimited),
+    )
+    async def sign_up(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[SignupRequest],
+        accounts: NamedDependency[AccountService],
+        runtime: RuntimeDep,
+    ) -> Session:
+        limits = runtime.settings.auth
+        await enforce(
+            runtime.rate_limiter,
+            RateLimit("signup_ip", limits.signup_per_ip_per_hour, 3600),
+            client_ip(request, runtime.trusted_proxies),
+        )
+        return to_session(await accounts.sign_up(data.email, data.password, data.display_name))
+
+    @post(
+        "/login",
+        status_code=200,
+        exclude_from_auth=True,
+        summary="Log in with email and password",
+        responses=error_responses(Unauthorized, RateLimited),
+    )
+    async def log_in(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LoginRequest],
+        accounts: NamedDependency[AccountService],
+        runtime: RuntimeDep,
+    ) -> Session:
+        limits = runtime.settings.auth
+        await enforce(
+            runtime.rate_limiter,
+            RateLimit("login_ip", limits.login_per_ip_per_10min, 600),
+            client_ip(request, runtime.trusted_proxies),
+        )
+        # Per email too: carrier-grade NAT makes the IP limit generous, guessing one account's password
+        # from many IPs must still be slow.
+        await enforce(
+            runtime.rate_limiter,
+            RateLimit("login_email", limits.login_per_email_per_10min, 600),
+            normalise_email(data.email),
+        )
+        return to_session(await accounts.log_in(data.email, data.password))
+
+    @post(
+        "/refresh",
+        status_code=200,
+        exclude_from_auth=True,
+        summary="Exchange a refresh token for a new pair",
+        responses=error_responses(Unauthorized, RateLimited),
+    )
+    async def refresh(
+        self, data: JSONBody[RefreshRequest], accounts: NamedDependency[AccountService], runtime: RuntimeDep
+    ) -> Session:
+        family_id = await accounts.family_of(data.refresh_token)
+        if family_id is not None:
+            await enforce(
+                runtime.rate_limiter,
+                RateLimit("refresh_family", runtime.settings.auth.refresh_per_family_per_10min, 600),
+                str(family_id),
+            )
+        return to_session(await accounts.refresh(data.refresh_token))
+
+    @post(
+        "/logout",
+        status_code=204,
+        security=BEARER,
+        summary="Revoke this login's refresh tokens",
+        responses=error_responses(Unauthorized),
+    )
+    async def log_out(
+        self,
+        data: JSONBody[RefreshRequest],
+        accounts: NamedDependency[AccountService],
+        current_user: CurrentUser,
+    ) -> None:
+        await accounts.log_out(current_user, data.refresh_token)
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    tags = ["Accounts"]
+    security = BEARER
+    dependencies = {"accounts": Provide(provide_account_service, sync_to_thread=False)}
+
+    @get("/", summary="The signed-in user", responses=error_responses(Unauthorized))
+    async def get_me(self, current_user: CurrentUser) -> User:
+        return to_user(current_user)
+
+    @patch("/", summary="Change the display name", responses=error_responses(Unauthorized))
+    async def update_me(
+        self, data: JSONBody[UserUpdate], accounts: NamedDependency[AccountService], current_user: CurrentUser
+    ) -> User:
+        changes = {
+            name: getattr(data, name)
+            for name in data.__struct_fields__
+            if getattr(data, name) is not msgspec.UNSET
+        }
+        return to_user(await accounts.update_profile(current_user.id, changes))
+
+    @delete(
+        "/",
+        status_code=204,
+        summary="Erase the account and everything it owns",
+        responses=error_responses(Unauthorized),
+    )
+    async def delete_me(self, accounts: NamedDependency[AccountService], current_user: CurrentUser) -> None:
+        await accounts.delete_account(current_user.id)
+
+    @get(
+        "/export",
+        summary="Everything the account owns, as one JSON document",
+        responses=error_responses(Unauthorized),
+    )
+    async def export(self, db_session: DbSession, current_user: CurrentUser) -> Response[bytes]:
+        document = await export_account(db_session, current_user)
+        return Response(
+            document,
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="surge-export.json"'},
+        )
