@@ -1,0 +1,1 @@
+"""Conversations, the message tree and its current branch, and shared snapshots."""

@@ -1,0 +1,185 @@
+"""Conversation logic without HTTP: ownership, listing and search, branch selection, shares."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, delete, exists, false, or_, select, text, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from backend.conversations.tree import MessageTree
+from backend.db import models as m
+from backend.errors import NotFound, ValidationFailed
+from backend.pagination import decode_cursor, encode_cursor
+from backend.settings import InferenceSettings
+
+# Messages a share or a search may show: finished text only, never a half-streamed answer.
+SHAREABLE_STATUSES = ("complete", "cancelled")
+
+
+def like_pattern(query: str) -> str:
+    """``%query%`` with LIKE's wildcards in the user's text taken literally."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def matches(query: str) -> ColumnElement[bool]:
+    """Conversations whose title or finished message text contains ``query``, ignoring case.
+
+    On PostgreSQL the message side uses the trigram GIN index (it can serve ILIKE '%...%'); titles are
+    filtered while walking the user's own conversations. On SQLite both are scans.
+    """
+    pattern = like_pattern(query)
+    in_messages = exists().where(
+        m.Message.conversation_id == m.Conversation.id,
+        # A literal, so PostgreSQL can match the partial index's predicate when planning.
+        text("message.status = 'complete'"),
+        m.Message.content.ilike(pattern, escape="\\"),
+    )
+    return or_(m.Conversation.title.ilike(pattern, escape="\\"), in_messages)
+
+
+class ConversationService:
+    """One request's view of a user's conversations; commits its own writes."""
+
+    def __init__(self, session: AsyncSession, inference: InferenceSettings) -> None:
+        self.session = session
+        self.inference = inference
+        self.tree = MessageTree(session)
+
+    async def owned(self, user_id: UUID, conversation_id: UUID) -> m.Conversation:
+        """The conversation if this user owns it; someone else's is indistinguishable from none."""
+        conversation = await self.session.scalar(
+            select(m.Conversation).where(
+                m.Conversation.id == conversation_id, m.Conversation.user_id == user_id
+            )
+        )
+        if conversation is None:
+            raise NotFound("Conversation not found.")
+        return conversation
+
+    def check_model(self, model: str | None) -> str:
+        if model is None:
+            return self.inference.default.id
+        if self.inference.model(model) is None:
+            raise ValidationFailed("Unknown model.", fields={"model": f"not one of GET /v1/models: {model}"})
+        return model
+
+    async def create(self, user_id: UUID, *, title: str | None, model: str | None) -> m.Conversation:
+        conversation = m.Conversation(user_id=user_id, title=title, model=self.check_model(model))
+        self.session.add(conversation)
+        await self.session.commit()
+        return conversation
+
+    async def listing(
+        self, user_id: UUID, *, archived: bool, query: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[m.Conversation], str | None]:
+        """Pinned first, then most recent activity; keyset-paginated on (pinned, activity_at, id)."""
+        c = m.Conversation
+        statement = select(c).where(c.user_id == user_id, c.archived == (true() if archived else false()))
+        if query:
+            statement = statement.where(matches(query))
+        if cursor:
+            pinned, activity_iso, last_id = decode_cursor(cursor, 3)
+            try:
+                activity_at, after_id = datetime.fromisoformat(activity_iso), UUID(last_id)
+            except (TypeError, ValueError) as exc:
+                raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"}) from exc
+            later_in_group = or_(
+                c.activity_at < activity_at, and_(c.activity_at == activity_at, c.id < after_id)
+            )
+            # Pinned conversations come first: after a pinned one, the rest of the pinned group and then
+            # every unpinned one; after an unpinned one, only the rest of the unpinned group.
+            if pinned:
+                statement = statement.where(
+                    or_(c.pinned == false(), and_(c.pinned == true(), later_in_group))
+                )
+            else:
+                statement = statement.where(c.pinned == false(), later_in_group)
+        statement = statement.order_by(c.pinned.desc(), c.activity_at.desc(), c.id.desc()).limit(limit + 1)
+        rows = list(await self.session.scalars(statement))
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor([last.pinned, last.activity_at.isoformat(), str(last.id)])
+        return rows, next_cursor
+
+    async def with_branch(
+        self, user_id: UUID, conversation_id: UUID
+    ) -> tuple[m.Conversation, list[m.Message]]:
+        conversation = await self.owned(user_id, conversation_id)
+        return conversation, await self.tree.current_branch(conversation)
+
+    async def update(self, user_id: UUID, conversation_id: UUID, changes: dict[str, Any]) -> m.Conversation:
+        conversation = await self.owned(user_id, conversation_id)
+        if "current_leaf_id" in changes:
+            leaf = await self.tree.latest_leaf_under(conversation.id, changes.pop("current_leaf_id"))
+            if leaf is None:
+                raise ValidationFailed(
+                    "No such message in this conversation.",
+                    fields={"current_leaf_id": "not in this conversation"},
+                )
+            conversation.current_leaf_id = leaf
+        for name in ("title", "pinned", "archived"):
+            if name in changes:
+                setattr(conversation, name, changes[name])
+        conversation.updated_at = datetime.now(UTC)
+        await self.session.commit()
+        return conversation
+
+    async def delete(self, user_id: UUID, conversation_id: UUID) -> None:
+        conversation = await self.owned(user_id, conversation_id)
+        await self.session.delete(conversation)
+        await self.session.commit()
+
+    async def messages(
+        self, user_id: UUID, conversation_id: UUID, *, limit: int, cursor: str | None
+    ) -> tuple[list[m.Message], str | None]:
+        """Every message of the tree, oldest first (ids are time-ordered UUIDv7)."""
+        await self.owned(user_id, conversation_id)
+        statement = select(m.Message).where(m.Message.conversation_id == conversation_id)
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            try:
+                statement = statement.where(m.Message.id > UUID(after))
+            except (TypeError, ValueError) as exc:
+                raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"}) from exc
+        rows = list(await self.session.scalars(statement.order_by(m.Message.id).limit(limit + 1)))
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor([str(rows[-1].id)])
+        return rows, next_cursor
+
+    async def share(self, user_id: UUID, conversation_id: UUID) -> m.Share:
+        """Freeze the current branch as it is now; later edits never reach the share."""
+        conversation, branch = await self.with_branch(user_id, conversation_id)
+        snapshot = [
+            {"role": message.role, "content": message.content, "created_at": message.created_at.isoformat()}
+            for message in branch
+            if message.status in SHAREABLE_STATUSES
+        ]
+        share = m.Share(
+            conversation_id=conversation.id, user_id=user_id, title=conversation.title, messages=snapshot
+        )
+        self.session.add(share)
+        await self.session.commit()
+        return share
+
+    async def shared(self, share_id: UUID) -> m.Share:
+        share = await self.session.get(m.Share, share_id)
+        if share is None:
+            raise NotFound("Share not found.")
+        return share
+
+    async def unshare(self, user_id: UUID, share_id: UUID) -> None:
+        result = await self.session.execute(
+            delete(m.Share).where(m.Share.id == share_id, m.Share.user_id == user_id)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound("Share not found.")
+        await self.session.commit()

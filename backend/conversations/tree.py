@@ -1,0 +1,92 @@
+"""The message tree of one conversation: parent pointers, the current branch, branch selection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db import models as m
+
+
+class MessageTree:
+    """Reads and grows conversations' message trees within one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def latest_message_id(self, conversation_id: UUID) -> UUID | None:
+        """The most recently created message, which is always a leaf: nothing created later is its parent."""
+        return await self.session.scalar(
+            select(m.Message.id)
+            .where(m.Message.conversation_id == conversation_id)
+            .order_by(m.Message.id.desc())
+            .limit(1)
+        )
+
+    async def current_leaf_id(self, conversation: m.Conversation) -> UUID | None:
+        return conversation.current_leaf_id or await self.latest_message_id(conversation.id)
+
+    async def path_to(self, leaf_id: UUID) -> list[m.Message]:
+        """Root-first path from the tree's root to ``leaf_id``, following parent pointers."""
+        step = select(m.Message.id, m.Message.parent_id, literal(0).label("depth")).where(
+            m.Message.id == leaf_id
+        )
+        path = step.cte("path", recursive=True)
+        path = path.union_all(
+            select(m.Message.id, m.Message.parent_id, (path.c.depth + 1).label("depth")).join(
+                path, m.Message.id == path.c.parent_id
+            )
+        )
+        rows = await self.session.scalars(
+            select(m.Message).join(path, m.Message.id == path.c.id).order_by(path.c.depth.desc())
+        )
+        return list(rows)
+
+    async def current_branch(self, conversation: m.Conversation) -> list[m.Message]:
+        leaf_id = await self.current_leaf_id(conversation)
+        return await self.path_to(leaf_id) if leaf_id else []
+
+    async def latest_leaf_under(self, conversation_id: UUID, message_id: UUID) -> UUID | None:
+        """The most recent descendant of ``message_id`` (itself if it has none); None if not in this tree."""
+        root = (
+            select(m.Message.id)
+            .where(m.Message.id == message_id, m.Message.conversation_id == conversation_id)
+            .cte("subtree", recursive=True)
+        )
+        subtree = root.union_all(select(m.Message.id).join(root, m.Message.parent_id == root.c.id))
+        return await self.session.scalar(select(subtree.c.id).order_by(subtree.c.id.desc()).limit(1))
+
+    async def append(
+        self,
+        conversation: m.Conversation,
+        *,
+        parent_id: UUID | None,
+        role: str,
+        content: str,
+        status: str,
+        model: str | None = None,
+        now: datetime | None = None,
+    ) -> m.Message:
+        """Add a message under ``parent_id`` and make it the current leaf (the caller commits)."""
+        now = now or datetime.now(UTC)
+        message = m.Message(
+            conversation_id=conversation.id,
+            parent_id=parent_id,
+            role=role,
+            content=content,
+            status=status,
+            model=model,
+            created_at=now,
+            updated_at=now,
+            completed_at=now if status == "complete" else None,
+        )
+        self.session.add(message)
+        # A new message supersedes any branch the client had selected: it is now the latest leaf.
+        conversation.current_leaf_id = None
+        conversation.last_message_at = now
+        conversation.activity_at = now
+        await self.session.flush()
+        return message
