@@ -1,0 +1,49 @@
+# Surge: `make run` starts the embedded service, `make test` runs the whole suite.
+# Only Python >= 3.11 and make are needed; uv is installed on first use if missing.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_BIN := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(UV_BIN)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help run test test-fast lint format bench-db clean
+
+help:
+	@echo "make run       the service on the embedded default (SQLite), printing its URL"
+	@echo "make test      the whole test suite"
+	@echo "make lint      ruff and mypy"
+	@echo "make format    ruff format"
+	@echo "make bench-db  GET /v1/conversations latency with 1,000 conversations (PostgreSQL)"
+
+$(UV_BIN):
+	@echo "uv not found: installing it with pip into ~/.local"
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV_BIN)
+	$(UV) sync --frozen
+	@touch $@
+
+run: .venv/.synced
+	$(UV) run --frozen surge serve
+
+test: .venv/.synced
+	$(UV) run --frozen pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: .venv/.synced
+	$(UV) run --frozen pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy backend
+
+format: .venv/.synced
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+bench-db: .venv/.synced
+	$(UV) run --frozen python -m loadtests.bench_conversations
+
+clean:
+	rm -rf .venv .surge .pytest_cache .mypy_cache .ruff_cache
