@@ -1,0 +1,141 @@
+"""What every route shares: the error envelope, X-Request-ID, health, metrics, docs and OpenAPI."""
+
+from __future__ import annotations
+
+from tests.conftest import error_of, make_settings
+
+
+async def test_every_response_carries_a_request_id(client, alice):
+    for response in (
+        await client.get("/healthz"),
+        await client.get("/v1/me", headers=alice.headers),
+        await client.get("/v1/me"),
+        await client.get("/no/such/route"),
+    ):
+        assert len(response.headers["X-Request-ID"]) >= 16
+
+
+async def test_a_sane_client_request_id_is_echoed_and_a_hostile_one_replaced(client):
+    echoed = await client.get("/v1/me", headers={"X-Request-ID": "app-1234.abcd"})
+    assert echoed.headers["X-Request-ID"] == "app-1234.abcd"
+    assert error_of(echoed)["request_id"] == "app-1234.abcd"
+    hostile = "<script>alert(1)</script> with spaces"
+    replaced = await client.get("/healthz", headers={"X-Request-ID": hostile})
+    assert replaced.headers["X-Request-ID"] != hostile
+
+
+async def test_an_unknown_route_is_a_not_found_envelope(client):
+    response = await client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"
+
+
+async def test_a_wrong_method_is_a_method_not_allowed_envelope(client):
+    response = await client.put("/healthz")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "method_not_allowed"
+
+
+async def test_an_oversized_body_is_payload_too_large(database_url, tmp_path):
+    from litestar.testing import AsyncTestClient
+
+    from backend.app import create_app
+
+    app = create_app(make_settings(database_url, tmp_path, SURGE_MAX_BODY_BYTES="1024"))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.post(
+            "/v1/auth/signup", json={"email": "big@example.com", "password": "x" * 2000}
+        )
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "payload_too_large"
+
+
+async def test_healthz_and_readyz(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+
+async def test_readyz_is_503_naming_the_failed_check_when_the_database_is_gone(tmp_path):
+    from litestar.testing import AsyncTestClient
+
+    from backend.app import create_app
+
+    # Nothing listens on port 1: the database is unreachable.
+    app = create_app(make_settings("postgresql+asyncpg://surge@127.0.0.1:1/surge", tmp_path))
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("failed")
+    assert response.headers["Retry-After"]
+
+
+async def test_metrics_are_prometheus_text_and_count_requests_by_route(client, alice):
+    await client.get("/v1/me", headers=alice.headers)
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "surge_http_requests_total{" in response.text
+    assert 'path="/v1/me"' in response.text
+
+
+async def test_docs_and_openapi_are_public(client):
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert schema["openapi"].startswith("3.1")
+    assert "/v1/conversations/{conversation_id}" in schema["paths"]
+    assert "BearerToken" in schema["components"]["securitySchemes"]
+
+
+async def test_the_openapi_document_covers_every_route_with_its_schemas(client):
+    schema = (await client.get("/schema/openapi.json")).json()
+    expected = {
+        ("post", "/v1/auth/signup"),
+        ("post", "/v1/auth/login"),
+        ("post", "/v1/auth/refresh"),
+        ("post", "/v1/auth/logout"),
+        ("get", "/v1/me"),
+        ("patch", "/v1/me"),
+        ("delete", "/v1/me"),
+        ("get", "/v1/me/export"),
+        ("post", "/v1/conversations"),
+        ("get", "/v1/conversations"),
+        ("get", "/v1/conversations/{conversation_id}"),
+        ("patch", "/v1/conversations/{conversation_id}"),
+        ("delete", "/v1/conversations/{conversation_id}"),
+        ("get", "/v1/conversations/{conversation_id}/messages"),
+        ("post", "/v1/conversations/{conversation_id}/shares"),
+        ("get", "/v1/shares/{share_id}"),
+        ("delete", "/v1/shares/{share_id}"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    }
+    present = {(method, path) for path, item in schema["paths"].items() for method in item}
+    assert expected <= present
+    names = set(schema["components"]["schemas"])
+    assert {"User", "Conversation", "Message"} <= names, names
+    assert any(name.endswith("Session") for name in names), names
+
+
+PUBLIC = {
+    ("post", "/v1/auth/signup"),
+    ("post", "/v1/auth/login"),
+    ("post", "/v1/auth/refresh"),
+    ("get", "/v1/shares/{share_id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+}
+
+
+async def test_the_openapi_document_says_which_routes_need_a_token(client):
+    schema = (await client.get("/schema/openapi.json")).json()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if (method, path) in PUBLIC:
+                assert "security" not in operation, (method, path)
+            else:
+                assert operation["security"] == [{"BearerToken": []}], (method, path)

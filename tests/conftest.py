@@ -1,0 +1,166 @@
+"""Fixtures shared by the whole suite: a fresh migrated database per test, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.app import create_app
+from backend.db.engine import create_engine, session_factory
+from backend.db.migrate import upgrade
+from backend.settings import Settings, load_settings
+from tests.services import (
+    execute_admin,
+    postgres_available,
+    require,
+    sqlalchemy_url,
+    unique_name,
+)
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per test process; each test gets a copy (much faster than migrating)."""
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str | None]:
+    """A migrated template database per test process; CREATE DATABASE ... TEMPLATE copies it in ~50 ms."""
+    if not postgres_available():
+        yield None
+        return
+    name = f"surge_template_{WORKER}"
+    asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    upgrade(sqlalchemy_url(name))
+    yield name
+    asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, postgres_template: str | None
+) -> Iterator[str]:
+    """A fresh, migrated database of the parametrised kind, dropped after the test."""
+    if request.param == "sqlite":
+        path = tmp_path / "surge.sqlite3"
+        shutil.copyfile(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    require("PostgreSQL", postgres_template is not None)
+    name = unique_name("surge_test")
+    asyncio.run(execute_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    try:
+        yield sqlalchemy_url(name)
+    finally:
+        asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_settings(database_url: str, tmp_path: Path, **environ: str) -> Settings:
+    """Laptop settings on ``database_url``, with cheap password hashing so tests stay fast."""
+    base = {
+        "SURGE_ENV": "test",
+        "SURGE_DATABASE_URL": database_url,
+        "SURGE_DATA_DIR": str(tmp_path),
+        "SURGE_AUTO_MIGRATE": "false",
+        "SURGE_ARGON2_TIME_COST": "1",
+        "SURGE_ARGON2_MEMORY_KIB": "64",
+        "SURGE_LOG_JSON": "false",
+        "SURGE_LOG_LEVEL": "WARNING",
+    }
+    base.update(environ)
+    return load_settings(base)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's own engine, for reaching past the API to the service layer.
+
+    (The app's engine belongs to the event loop the test client runs it in.)"""
+    engine = create_engine(settings)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@dataclass
+class Account:
+    """A signed-up user as a test sees it."""
+
+    id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+_counter = iter(range(1_000_000))
+
+
+async def sign_up(
+    client: AsyncTestClient[Any], email: str | None = None, password: str = "correct horse"
+) -> Account:
+    email = email or f"user{next(_counter)}@example.com"
+    response = await client.post("/v1/auth/signup", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(body["user"]["id"], email, password, body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture
+async def alice(client: AsyncTestClient[Litestar]) -> Account:
+    return await sign_up(client, "alice@example.com")
+
+
+@pytest.fixture
+async def bob(client: AsyncTestClient[Litestar]) -> Account:
+    return await sign_up(client, "bob@example.com")
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    """The ``error`` object of an error response, checked against API.md's envelope."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert isinstance(error["code"], str) and isinstance(error["message"], str) and error["request_id"]
+    return error
+
+
+def decode(response: Any, type_: Any) -> Any:
+    return msgspec.json.decode(response.content, type=type_)
