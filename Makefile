@@ -3,8 +3,9 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-UV_BIN := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-UV := $(UV_BIN)
+# uv from PATH, else the one pip installs as a module (`python3 -m uv`), which works whether pip put it
+# in the user site or found it already installed.
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help run test test-fast lint format bench-db clean
@@ -16,11 +17,11 @@ help:
 	@echo "make format    ruff format"
 	@echo "make bench-db  GET /v1/conversations latency with 1,000 conversations (PostgreSQL)"
 
-$(UV_BIN):
-	@echo "uv not found: installing it with pip into ~/.local"
-	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --user --quiet --break-system-packages uv
-
-.venv/.synced: pyproject.toml uv.lock | $(UV_BIN)
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { \
+		echo "uv not found: installing it with pip (user site)"; \
+		$(PYTHON) -m pip install --user --quiet uv || \
+		$(PYTHON) -m pip install --user --quiet --break-system-packages uv; }
 	$(UV) sync --frozen
 	@touch $@
 
