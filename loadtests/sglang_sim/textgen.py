@@ -76,7 +76,7 @@ class _Corpus:
     sentence_starts: array.array[int]  # positions whose token is a capitalised " Word" or "Word"
     unspaced: dict[int, int]  # id of " Word" -> id of "Word", to start an output without a space
     paragraph_id: int
-    period_id: int
+    filler_id: int  # stands in for a paragraph break at the very end of a window
 
 
 @functools.cache
@@ -117,7 +117,7 @@ def _corpus() -> _Corpus:
             if 1 < i < len(body) - 2 and rng.random() < 0.08:
                 ids.append(comma)
         ids.append(question if rng.random() < 0.1 else period)
-    return _Corpus(ids, starts, unspaced, para, period)
+    return _Corpus(ids, starts, unspaced, para, tok.piece_id(" The"))
 
 
 def _window(start: int, n: int) -> list[int]:
@@ -133,7 +133,7 @@ def _window(start: int, n: int) -> list[int]:
     if out:
         out[0] = corpus.unspaced.get(out[0], out[0])
         if out[-1] == corpus.paragraph_id:  # a trailing break would merge with the whitespace after it
-            out[-1] = corpus.period_id
+            out[-1] = corpus.filler_id
     return out
 
 
