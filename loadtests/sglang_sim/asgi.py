@@ -17,7 +17,7 @@ _json = msgspec.json.Encoder()
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
 
-class DroppedConnection(Exception):  # noqa: N818 - it is an event, not an error of ours
+class DroppedConnection(Exception):
     """Raised inside a response to make the server drop the TCP connection (fault injection)."""
 
 

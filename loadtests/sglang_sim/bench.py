@@ -23,8 +23,10 @@ from loadtests.sglang_sim.config import SimConfig
 from loadtests.sglang_sim.runner import free_port, start_subprocess, stop_subprocess
 
 
-async def _one_stream(client: httpx.AsyncClient, url: str, tokens: int, stop_at: float, out: dict[str, float]) -> None:
-    body = {
+async def _one_stream(
+    client: httpx.AsyncClient, url: str, tokens: int, stop_at: float, out: dict[str, float]
+) -> None:
+    body: dict[str, Any] = {
         "model": "bench",
         "messages": [{"role": "user", "content": f"bench {id(out)} {time.monotonic()}"}],
         "max_tokens": tokens,
@@ -63,7 +65,9 @@ def run_level(url: str, config: SimConfig, n: int, seconds: float, tokens: int) 
     """Load the simulator at `url` with `n` concurrent streams; returns the measured row."""
     before = httpx.get(url + "/sim/stats").json()
     queue: Any = multiprocessing.get_context("spawn").Queue()
-    proc = multiprocessing.get_context("spawn").Process(target=_client_process, args=(url, n, seconds, tokens, queue))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_client_process, args=(url, n, seconds, tokens, queue)
+    )
     proc.start()
     result = queue.get()
     proc.join()

@@ -69,14 +69,21 @@ async def handle_chat(server: SimServer, body: bytes, receive: Receive, send: Se
 
 def _usage(server: SimServer, req: Request, separate: bool) -> dict[str, Any]:
     completion = min(req.num_output, len(req.plan.tokens))
-    reasoning = min(req.plan.reasoning_tokens, max(0, completion - req.plan.reasoning_start)) if separate else 0
+    reasoning = (
+        min(req.plan.reasoning_tokens, max(0, completion - req.plan.reasoning_start)) if separate else 0
+    )
     return usage_body(
         len(req.prompt_ids), completion, reasoning, req.cached_tokens, server.config.enable_cache_report
     )
 
 
 async def _complete(
-    server: SimServer, request: ChatCompletionRequest, req: Request, separate: bool, receive: Receive, send: Send
+    server: SimServer,
+    request: ChatCompletionRequest,
+    req: Request,
+    separate: bool,
+    receive: Receive,
+    send: Send,
 ) -> None:
     try:
         server.submit(req)
@@ -127,7 +134,9 @@ async def _complete(
     )
 
 
-def _chunk(req: Request, model: str, delta: StreamDelta, finish: str | None = None, matched: Any = None) -> bytes:
+def _chunk(
+    req: Request, model: str, delta: StreamDelta, finish: str | None = None, matched: Any = None
+) -> bytes:
     choice = StreamChoice(index=0, delta=delta, finish_reason=finish, matched_stop=matched)
     return sse(StreamChunk(req.rid, "chat.completion.chunk", int(time.time()), model, [choice]))
 
@@ -146,7 +155,12 @@ def _usage_chunk(server: SimServer, req: Request, model: str, separate: bool) ->
 
 
 async def _stream(
-    server: SimServer, request: ChatCompletionRequest, req: Request, separate: bool, receive: Receive, send: Send
+    server: SimServer,
+    request: ChatCompletionRequest,
+    req: Request,
+    separate: bool,
+    receive: Receive,
+    send: Send,
 ) -> None:
     out = EventStream(send)
     include_usage = bool(request.stream_options and request.stream_options.include_usage)

@@ -106,7 +106,9 @@ class DeepSeekR1Template(ChatTemplate):
 
     def render(self, messages: Sequence[Mapping[str, Any]], thinking: bool) -> list[int]:
         enc, sid = self.tok.encode, self.tok.piece_id
-        systems = [message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+        systems = [
+            message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+        ]
         ids = [sid(BOS), *enc("\n\n".join(systems))]
         for m in messages:
             role, text = m.get("role"), message_text(m.get("content"))
@@ -136,7 +138,9 @@ class DeepSeekV31Template(DeepSeekR1Template):
 
     def render(self, messages: Sequence[Mapping[str, Any]], thinking: bool) -> list[int]:
         enc, sid = self.tok.encode, self.tok.piece_id
-        systems = [message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
+        systems = [
+            message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+        ]
         ids = [sid(BOS), *enc("\n\n".join(systems))]
         last_user = False
         for m in messages:
@@ -195,7 +199,9 @@ def get_chat_template(name: str) -> ChatTemplate:
     try:
         return _TEMPLATES[name]()
     except KeyError:
-        raise ValueError(f"unknown chat template {name!r}; choose one of {', '.join(TEMPLATE_NAMES)}") from None
+        raise ValueError(
+            f"unknown chat template {name!r}; choose one of {', '.join(TEMPLATE_NAMES)}"
+        ) from None
 
 
 def template_for_model(model_path: str) -> str:

@@ -19,7 +19,7 @@ def _flag(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:
 class SimConfig:
     """Configuration of one simulated SGLang worker; `python -m loadtests.sglang_sim --help` lists it.
 
-    Defaults model one 8×H200 node serving DeepSeek-R1 (see README.md, "How the defaults were chosen").
+    Defaults model one 8xH200 node serving DeepSeek-R1 (see README.md, "How the defaults were chosen").
     Durations named `*_s`/`*_ms` of the timing model are virtual (divided by `sim_speedup` in real time);
     fault durations are real seconds.
     """
@@ -73,7 +73,9 @@ class SimConfig:
     sim_fault_refuse_rate: float = _flag(0.0, "share of generation requests refused with 503 queue-full")
     sim_fault_stall_s: float = _flag(0.0, "real seconds to stall before a request's first token")
     sim_fault_stall_rate: float = _flag(1.0, "share of requests that stall when sim_fault_stall_s > 0")
-    sim_fault_die_after_tokens: int | None = _flag(None, "drop the connection after this many streamed tokens")
+    sim_fault_die_after_tokens: int | None = _flag(
+        None, "drop the connection after this many streamed tokens"
+    )
     sim_fault_die_rate: float = _flag(1.0, "share of streams that die when sim_fault_die_after_tokens is set")
     sim_fault_slowdown: float = _flag(1.0, "multiply every step time by this factor")
     sim_fault_health_fail: bool = _flag(False, "answer /health and /health_generate with 503")
@@ -133,9 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            parser.add_argument(
-                flag, dest=f.name, type=kind, choices=f.metadata["choices"], help=help_text
-            )
+            parser.add_argument(flag, dest=f.name, type=kind, choices=f.metadata["choices"], help=help_text)
     parser.set_defaults(**{f.name: f.default for f in dataclasses.fields(SimConfig)})
 
 

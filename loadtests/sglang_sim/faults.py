@@ -49,7 +49,11 @@ class Faults:
                 raise ValueError(f"unknown fault {key!r}; known: {', '.join(names)}")
             if key == "health_fail" and not isinstance(value, bool):
                 raise ValueError("health_fail must be a boolean")
-            if key == "die_after_tokens" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            if (
+                key == "die_after_tokens"
+                and value is not None
+                and (not isinstance(value, int) or isinstance(value, bool))
+            ):
                 raise ValueError("die_after_tokens must be an integer or null")
             if key not in ("health_fail", "die_after_tokens") and (
                 isinstance(value, bool) or not isinstance(value, int | float)

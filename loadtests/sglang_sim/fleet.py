@@ -18,7 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start the fleet, print its URLs, and stop every worker on Ctrl-C/SIGTERM or when one dies."""
     parser = argparse.ArgumentParser(prog="python -m loadtests.sglang_sim.fleet", description=__doc__)
     parser.add_argument("--n", type=int, default=4, help="number of workers (default: 4)")
-    parser.add_argument("--base-port", type=int, default=30001, help="port of the first worker (default: 30001)")
+    parser.add_argument(
+        "--base-port", type=int, default=30001, help="port of the first worker (default: 30001)"
+    )
     add_arguments(parser)  # every worker flag passes through
     ns = parser.parse_args(argv)
     base = from_namespace(ns)

@@ -21,8 +21,57 @@ ITL_BUCKETS = (
     0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.025, 0.030, 0.035, 0.040, 0.060, 0.080, 0.100,
     0.200, 0.400, 0.600, 0.800, 1.000, 2.000, 4.000, 6.000, 8.000,
 )  # fmt: skip
-E2E_BUCKETS = (0.1, 0.2, 0.4, 0.6, 0.8, 1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 1200, 1800, 2400)
-QUEUE_BUCKETS = (0.0, 0.1, 0.2, 0.5, 1, 2, 3, 4, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500, 600)
+E2E_BUCKETS = (
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1,
+    2,
+    4,
+    6,
+    8,
+    10,
+    20,
+    40,
+    60,
+    80,
+    100,
+    200,
+    400,
+    600,
+    1200,
+    1800,
+    2400,
+)
+QUEUE_BUCKETS = (
+    0.0,
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    3,
+    4,
+    5,
+    10,
+    15,
+    20,
+    30,
+    40,
+    50,
+    60,
+    70,
+    80,
+    90,
+    100,
+    200,
+    300,
+    400,
+    500,
+    600,
+)
 
 
 @dataclass
@@ -118,12 +167,20 @@ class SimCollector(Collector):
         yield gauge("sglang:gen_throughput", "The generation throughput (token/s).", s.gen_throughput)
         yield gauge("sglang:cache_hit_rate", "The prefix cache hit rate.", s.last_batch_hit_rate)
         yield counter("sglang:prompt_tokens", "Number of prefill tokens processed.", s.prompt_tokens)
-        yield counter("sglang:generation_tokens", "Number of generation tokens processed.", s.generation_tokens)
+        yield counter(
+            "sglang:generation_tokens", "Number of generation tokens processed.", s.generation_tokens
+        )
         yield counter("sglang:cached_tokens", "Number of cached prompt tokens.", s.cached_tokens)
         yield counter("sglang:num_requests", "Number of requests processed.", s.num_requests)
-        yield histogram("sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", s.ttft)
-        yield histogram("sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", s.itl)
-        yield histogram("sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", s.e2e)
+        yield histogram(
+            "sglang:time_to_first_token_seconds", "Histogram of time to first token in seconds.", s.ttft
+        )
+        yield histogram(
+            "sglang:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", s.itl
+        )
+        yield histogram(
+            "sglang:e2e_request_latency_seconds", "Histogram of End-to-end request latency in seconds", s.e2e
+        )
         yield histogram("sglang:queue_time_seconds", "Histogram of queueing time in seconds.", s.queue_time)
 
 

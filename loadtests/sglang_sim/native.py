@@ -34,7 +34,9 @@ async def handle_generate(server: SimServer, body: bytes, receive: Receive, send
         await send_json(send, 400, {"error": {"message": "Either text or input_ids should be provided."}})
         return
     params = request.sampling_params or SamplingParams()
-    prompt_ids = server.tok.encode(request.text) if request.input_ids is None else list(request.input_ids)
+    prompt_ids = (
+        list(request.input_ids) if request.input_ids is not None else server.tok.encode(request.text or "")
+    )
     try:
         req = server.make_request(
             prompt_ids=prompt_ids,

@@ -92,7 +92,10 @@ def plan_output(
 
 
 def _apply_stop_strings(plan: OutputPlan, tok: Tokenizer, stop: Sequence[str]) -> None:
-    pieces = [("" if tok.is_skipped(t) else p) for t, p in zip(plan.tokens, tok.token_text(plan.tokens), strict=True)]
+    pieces = [
+        ("" if tok.is_skipped(t) else p)
+        for t, p in zip(plan.tokens, tok.token_text(plan.tokens), strict=True)
+    ]
     text = "".join(pieces)
     best: tuple[int, str] | None = None
     for s in stop:

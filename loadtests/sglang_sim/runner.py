@@ -81,14 +81,27 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> No
     raise TimeoutError(f"simulator at {url} not healthy after {timeout} s")
 
 
-def start_subprocess(config: SimConfig | None = None, *, timeout: float = 20.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_subprocess(
+    config: SimConfig | None = None, *, timeout: float = 20.0
+) -> tuple[subprocess.Popen[bytes], str]:
     """Launch `python -m loadtests.sglang_sim` with `config`; returns the process once /health is 200."""
     config = config or SimConfig()
     if config.port == 0:
         config = config.replace(port=free_port())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.sglang_sim", *config.to_argv(), "--port", str(config.port)],
+        # to_argv leaves out defaults, so the port is always passed explicitly (once).
+        [
+            sys.executable,
+            "-m",
+            "loadtests.sglang_sim",
+            *config.replace(port=SimConfig.port).to_argv(),
+            "--port",
+            str(config.port),
+        ],
         env=env,
         cwd=_REPO_ROOT,
     )

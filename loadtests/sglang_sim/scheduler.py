@@ -346,7 +346,7 @@ class Scheduler:
             self._emit_token(req)
 
     def _cache_unfinished(self, req: Request) -> None:
-        """Insert a prefilled prompt into the tree so concurrent requests can hit it (cache_unfinished_req)."""
+        """Insert a prefilled prompt into the tree so concurrent requests hit it (cache_unfinished_req)."""
         if self.config.disable_radix_cache:
             return
         result = self.cache.insert(req.sequence()[: req.kv_len])

@@ -72,8 +72,8 @@ class SimServer:
             raise ValueError(
                 f"Requested token count exceeds the model's maximum context length of {ctx} tokens. "
                 f"You requested a total of {max_new_tokens + prompt_len} tokens: {prompt_len} tokens from "
-                f"the input messages and {max_new_tokens} tokens for the completion. Please reduce the number "
-                "of tokens in the input messages or the completion to fit within the limit."
+                f"the input messages and {max_new_tokens} tokens for the completion. Please reduce the "
+                "number of tokens in the input messages or the completion to fit within the limit."
             )
         if max_new_tokens is not None and max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be at least 0, got {max_new_tokens}.")
@@ -159,7 +159,9 @@ class SimServer:
             "has_image_understanding": False,
             "has_audio_understanding": False,
             "model_type": "qwen3" if self.template.name == "qwen3" else "deepseek_v3",
-            "architectures": ["Qwen3ForCausalLM" if self.template.name == "qwen3" else "DeepseekV3ForCausalLM"],
+            "architectures": [
+                "Qwen3ForCausalLM" if self.template.name == "qwen3" else "DeepseekV3ForCausalLM"
+            ],
         }
 
     def server_info(self) -> dict[str, Any]:
@@ -200,5 +202,7 @@ class SimServer:
             "internal_states": [state],
             "version": SGLANG_VERSION,
             "simulated": True,
-            "sim": {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name.startswith("sim_")},
+            "sim": {
+                f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name.startswith("sim_")
+            },
         }

@@ -46,13 +46,13 @@ city country river history language music story book game team player market mon
 people person child family friend teacher student doctor water food light fire air earth sun moon star
 morning evening night day week month year hour minute second moment season summer winter spring autumn
 because although unless since until whether either neither both only even also already always never often
-""".split()
+""".split()  # noqa: SIM905 - a word list reads better as prose
 
 # Sentences start with a capitalised word; these read like a model thinking out loud or answering.
 _STARTERS: Final = """
 The This So Wait Hmm Okay Now First Then Next Therefore However Let Suppose Consider Note Since If When
 Actually Maybe Perhaps Thus Also Finally In For We It That Each
-""".split()
+""".split()  # noqa: SIM905
 
 _CORPUS_TOKENS: Final = 1 << 18
 _CORPUS_SEED: Final = 20250120  # DeepSeek-R1's release date; any constant would do.

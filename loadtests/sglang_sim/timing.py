@@ -24,7 +24,7 @@ class TimingModel:
 
 
 class VirtualClock:
-    """Virtual time = real monotonic time × speed-up, counted from the clock's creation."""
+    """Virtual time = real monotonic time * speed-up, counted from the clock's creation."""
 
     def __init__(self, speedup: float) -> None:
         self.speedup = speedup

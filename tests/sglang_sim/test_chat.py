@@ -1,4 +1,5 @@
 """Conformance of /v1/chat/completions: stream order, reasoning, usage, cached tokens, finish reasons."""
+# ruff: noqa: RUF003 - DeepSeek's special tokens are spelled with fullwidth bars
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ async def test_stream_order_role_deltas_finish_usage_done(sim):
             "/v1/chat/completions",
             json=chat_body("Tell me a story", stream=True, stream_options={"include_usage": True}),
         )
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
@@ -20,12 +22,14 @@ async def test_stream_order_role_deltas_finish_usage_done(sim):
     assert len({c["id"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     usage_chunk, finish_chunk, deltas = chunks[-1], chunks[-2], chunks[1:-2]
-    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] > 0
+    assert usage_chunk["choices"] == []
+    assert usage_chunk["usage"]["completion_tokens"] > 0
     assert finish_chunk["choices"][0]["delta"] == {}
     assert finish_chunk["choices"][0]["finish_reason"] == "stop"
     assert finish_chunk["choices"][0]["matched_stop"] == EOS_ID
     kinds = [next(iter(c["choices"][0]["delta"])) for c in deltas]
-    assert kinds[0] == "reasoning_content" and kinds[-1] == "content"
+    assert kinds[0] == "reasoning_content"
+    assert kinds[-1] == "content"
     assert kinds == sorted(kinds, key=lambda k: k != "reasoning_content")  # all reasoning, then all content
     assert all(c["choices"][0]["finish_reason"] is None for c in deltas)
 
@@ -39,7 +43,8 @@ async def test_streamed_deltas_concatenate_to_the_non_streamed_message(sim):
     message = full["choices"][0]["message"]
     assert "".join(d.get("reasoning_content", "") for d in deltas) == message["reasoning_content"]
     assert "".join(d.get("content", "") for d in deltas) == message["content"]
-    assert full["object"] == "chat.completion" and message["role"] == "assistant"
+    assert full["object"] == "chat.completion"
+    assert message["role"] == "assistant"
 
 
 async def test_without_reasoning_parser_reasoning_stays_in_content(sim):
@@ -54,7 +59,8 @@ async def test_separate_reasoning_false_keeps_reasoning_in_content(sim):
     async with sim(reasoning_parser="deepseek-r1") as (client, _):
         body = chat_body("Hi", max_tokens=20000, separate_reasoning=False)
         message = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]
-    assert message["reasoning_content"] is None and "</think>" in message["content"]
+    assert message["reasoning_content"] is None
+    assert "</think>" in message["content"]
 
 
 async def test_v31_thinking_switch_controls_reasoning(sim):
@@ -72,15 +78,18 @@ async def test_max_tokens_and_max_completion_tokens_cap_with_length(sim):
     async with sim() as (client, _):
         a = (await client.post("/v1/chat/completions", json=chat_body("x", max_tokens=5))).json()
         b = (await client.post("/v1/chat/completions", json=chat_body("x", max_completion_tokens=7))).json()
-    assert a["choices"][0]["finish_reason"] == "length" and a["usage"]["completion_tokens"] == 5
-    assert b["usage"]["completion_tokens"] == 7 and b["choices"][0]["matched_stop"] is None
+    assert a["choices"][0]["finish_reason"] == "length"
+    assert a["usage"]["completion_tokens"] == 5
+    assert b["usage"]["completion_tokens"] == 7
+    assert b["choices"][0]["matched_stop"] is None
 
 
 async def test_ignore_eos_runs_to_max_tokens(sim):
     async with sim() as (client, _):
         body = chat_body("short", max_tokens=50000, ignore_eos=True, chat_template_kwargs={})
         r = (await client.post("/v1/chat/completions", json=body)).json()
-    assert r["usage"]["completion_tokens"] == 50000 and r["choices"][0]["finish_reason"] == "length"
+    assert r["usage"]["completion_tokens"] == 50000
+    assert r["choices"][0]["finish_reason"] == "length"
 
 
 async def test_stop_string_ends_with_matched_stop_and_trims_the_text(sim):
@@ -88,16 +97,21 @@ async def test_stop_string_ends_with_matched_stop_and_trims_the_text(sim):
         first = (await client.post("/v1/chat/completions", json=chat_body("abc", max_tokens=200))).json()
         words = first["choices"][0]["message"]["content"].split()
         stop = words[5]
-        r = (await client.post("/v1/chat/completions", json=chat_body("abc", max_tokens=200, stop=[stop]))).json()
+        r = (
+            await client.post("/v1/chat/completions", json=chat_body("abc", max_tokens=200, stop=[stop]))
+        ).json()
     choice = r["choices"][0]
-    assert choice["finish_reason"] == "stop" and choice["matched_stop"] == stop
+    assert choice["finish_reason"] == "stop"
+    assert choice["matched_stop"] == stop
     assert stop not in choice["message"]["content"]
     assert first["choices"][0]["message"]["content"].startswith(choice["message"]["content"])
 
 
 async def test_rid_is_the_response_id(sim):
     async with sim() as (client, _):
-        r = (await client.post("/v1/chat/completions", json=chat_body("x", max_tokens=2, rid="msg-42"))).json()
+        r = (
+            await client.post("/v1/chat/completions", json=chat_body("x", max_tokens=2, rid="msg-42"))
+        ).json()
     assert r["id"] == "msg-42"
 
 
@@ -128,7 +142,9 @@ async def test_second_turn_hits_first_turns_prompt_and_answer(sim):
     async with sim(chat_template="deepseek-v3.1", enable_cache_report=True) as (client, _):
         t1 = (await client.post("/v1/chat/completions", json=chat_body("First question"))).json()
         answer = t1["choices"][0]["message"]["content"]
-        t2 = (await client.post("/v1/chat/completions", json=chat_body("First question", answer, "Second"))).json()
+        t2 = (
+            await client.post("/v1/chat/completions", json=chat_body("First question", answer, "Second"))
+        ).json()
     prompt1, completion1 = t1["usage"]["prompt_tokens"], t1["usage"]["completion_tokens"]
     # Cached: turn 1's prompt and its answer, all but the EOS (the last output token has no KV).
     assert t2["usage"]["prompt_tokens_details"]["cached_tokens"] == prompt1 + completion1 - 1
@@ -140,6 +156,8 @@ async def test_second_turn_does_not_hit_first_turns_reasoning(sim):
         t1 = (await client.post("/v1/chat/completions", json=chat_body("Think about it"))).json()
         answer = t1["choices"][0]["message"]["content"]
         assert t1["usage"]["reasoning_tokens"] > 0
-        t2 = (await client.post("/v1/chat/completions", json=chat_body("Think about it", answer, "More"))).json()
+        t2 = (
+            await client.post("/v1/chat/completions", json=chat_body("Think about it", answer, "More"))
+        ).json()
     # Turn 1's prompt ends "<｜Assistant｜><think>\n"; turn 2 has "<｜Assistant｜>answer": 2 tokens fewer hit.
     assert t2["usage"]["prompt_tokens_details"]["cached_tokens"] == t1["usage"]["prompt_tokens"] - 2

@@ -1,4 +1,5 @@
 """Chat templates: DeepSeek R1/V3.1 and Qwen3 prompts, reasoning dropped from earlier turns."""
+# ruff: noqa: RUF001 - DeepSeek's special tokens are spelled with fullwidth bars
 
 from __future__ import annotations
 
@@ -31,8 +32,12 @@ def test_v31_thinks_only_when_asked():
     assert not tpl.thinking_enabled(None)
     assert tpl.thinking_enabled({"thinking": True})
     assert text(render_prompt(HISTORY, "deepseek-v3.1")).endswith("<｜Assistant｜></think>")
-    assert text(render_prompt(HISTORY, "deepseek-v3.1", {"thinking": True})).endswith("<｜Assistant｜><think>")
-    assert "<｜Assistant｜></think>Hello!<｜end▁of▁sentence｜>" in text(render_prompt(HISTORY, "deepseek-v3.1"))
+    assert text(render_prompt(HISTORY, "deepseek-v3.1", {"thinking": True})).endswith(
+        "<｜Assistant｜><think>"
+    )
+    assert "<｜Assistant｜></think>Hello!<｜end▁of▁sentence｜>" in text(
+        render_prompt(HISTORY, "deepseek-v3.1")
+    )
 
 
 def test_qwen3_thinks_by_default_and_enable_thinking_false_closes_the_block():

@@ -29,10 +29,17 @@ async def test_server_info_under_both_names_has_args_and_capacity(sim, path):
         info = (await client.get(path)).json()
     assert info["max_running_requests"] == 32
     assert info["max_queued_requests"] == 7
-    assert info["page_size"] == 1 and info["dp_size"] == 1
+    assert info["page_size"] == 1
+    assert info["dp_size"] == 1
     assert info["internal_states"][0]["max_total_num_tokens"] == 150000
     assert info["max_total_num_tokens"] == 150000
-    assert {"model_path", "served_model_name", "reasoning_parser", "enable_cache_report", "version"} <= info.keys()
+    assert {
+        "model_path",
+        "served_model_name",
+        "reasoning_parser",
+        "enable_cache_report",
+        "version",
+    } <= info.keys()
 
 
 async def test_get_load_is_a_list_with_one_entry_per_dp_rank(sim):
@@ -46,9 +53,11 @@ async def test_v1_models_lists_the_served_model(sim):
         body = (await client.get("/v1/models")).json()
         missing = await client.get("/v1/models/other")
     assert body["object"] == "list"
-    assert body["data"][0]["id"] == "r1" and body["data"][0]["object"] == "model"
+    assert body["data"][0]["id"] == "r1"
+    assert body["data"][0]["object"] == "model"
     assert body["data"][0]["max_model_len"] == 4096
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
 
 
 async def test_validation_error_is_400_with_sglang_error_shape(sim):
@@ -57,15 +66,20 @@ async def test_validation_error_is_400_with_sglang_error_shape(sim):
     assert r.status_code == 400
     body = r.json()
     assert set(body) == {"object", "message", "type", "param", "code"}
-    assert body["object"] == "error" and body["code"] == 400
+    assert body["object"] == "error"
+    assert body["code"] == 400
 
 
 async def test_empty_messages_and_wrong_content_type_are_400(sim):
     async with sim() as (client, _):
         empty = await client.post("/v1/chat/completions", json={"messages": []})
-        wrong = await client.post("/v1/chat/completions", content=b"{}", headers={"content-type": "text/plain"})
-    assert empty.status_code == 400 and empty.json()["message"] == "Messages cannot be empty."
-    assert wrong.status_code == 400 and "application/json" in wrong.json()["message"]
+        wrong = await client.post(
+            "/v1/chat/completions", content=b"{}", headers={"content-type": "text/plain"}
+        )
+    assert empty.status_code == 400
+    assert empty.json()["message"] == "Messages cannot be empty."
+    assert wrong.status_code == 400
+    assert "application/json" in wrong.json()["message"]
 
 
 async def test_context_too_long_is_a_real_400_before_any_chunk(sim):
@@ -99,7 +113,7 @@ async def test_flush_cache_clears_the_tree_and_refuses_while_requests_run(sim):
         task = asyncio.create_task(
             client.post("/generate", json={"text": "long one", "sampling_params": {"max_new_tokens": 500}})
         )
-        while not app.server.scheduler.running:
+        while not app.server.scheduler.running:  # noqa: ASYNC110 - polling the scheduler is the point
             await asyncio.sleep(0.01)
         assert (await client.post("/flush_cache")).status_code == 400
         await client.post("/abort_request", json={"abort_all": True})

@@ -34,11 +34,14 @@ async def test_client_disconnect_aborts_the_request_after_the_delay():
 async def test_die_mid_stream_drops_the_connection_after_n_tokens():
     async with run_in_process(SimConfig(sim_speedup=200.0)) as sim, httpx.AsyncClient(timeout=10) as client:
         await client.post(sim.url + "/sim/faults", json={"die_after_tokens": 5})
-        received = ""
+        body = {"text": "x", "stream": True, "sampling_params": {"max_new_tokens": 50}}
+        received: list[str] = []
+
+        async def read_all() -> None:
+            async with client.stream("POST", sim.url + "/generate", json=body) as r:
+                received.extend([line async for line in r.aiter_lines()])
+
         with pytest.raises(httpx.RemoteProtocolError):
-            async with client.stream("POST", sim.url + "/generate",
-                                     json={"text": "x", "stream": True, "sampling_params": {"max_new_tokens": 50}}) as r:  # fmt: skip
-                async for line in r.aiter_lines():
-                    received += line
-        assert "[DONE]" not in received
+            await read_all()
+        assert "[DONE]" not in "".join(received)
         assert (await client.get(sim.url + "/health")).status_code == 200  # the server itself lives on

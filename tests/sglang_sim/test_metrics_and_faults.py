@@ -41,7 +41,8 @@ async def test_metrics_names_labels_and_values(sim):
 async def test_fault_refuse_answers_503(sim):
     async with sim(sim_fault_refuse_rate=1.0) as (client, _):
         r = await client.post("/v1/chat/completions", json=chat_body("x"))
-    assert r.status_code == 503 and r.json()["code"] == 503
+    assert r.status_code == 503
+    assert r.json()["code"] == 503
 
 
 async def test_fault_health_fail_over_the_admin_route(sim):
@@ -58,9 +59,13 @@ async def test_fault_health_fail_over_the_admin_route(sim):
 
 async def test_fault_slowdown_stretches_virtual_time(sim):
     async with sim() as (client, _):
-        fast = (await client.post("/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 10}})).json()
+        fast = (
+            await client.post("/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 10}})
+        ).json()
         await client.post("/sim/faults", json={"slowdown": 3.0})
-        slow = (await client.post("/generate", json={"text": "b", "sampling_params": {"max_new_tokens": 10}})).json()
+        slow = (
+            await client.post("/generate", json={"text": "b", "sampling_params": {"max_new_tokens": 10}})
+        ).json()
     assert slow["meta_info"]["e2e_latency"] > 2.5 * fast["meta_info"]["e2e_latency"]
 
 
@@ -76,6 +81,7 @@ async def test_fault_stall_delays_the_first_token(sim):
 async def test_server_info_reports_the_simulator(sim):
     async with sim(sim_speedup=20.0) as (client, _):
         info = (await client.get("/server_info")).json()
-    assert info["simulated"] is True and info["sim"]["sim_speedup"] == 20.0
+    assert info["simulated"] is True
+    assert info["sim"]["sim_speedup"] == 20.0
     assert "sim_speedup" not in info  # server args stay SGLang's
     assert sse_events("") == []

@@ -10,8 +10,8 @@ from tests.sglang_sim.conftest import chat_body, sse_events
 LONG = {"max_new_tokens": 100000, "ignore_eos": True}
 
 
-async def _wait(predicate, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait(predicate, limit_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.005)
@@ -26,7 +26,9 @@ async def test_requests_beyond_max_running_wait_in_the_queue(sim):
         sched = app.server.scheduler
         await _wait(lambda: len(sched.running) == 1 and len(sched.waiting) == 2)
         load = (await client.get("/get_load")).json()[0]
-        assert load["num_reqs"] == 3 and load["num_waiting_reqs"] == 2 and load["num_tokens"] > 0
+        assert load["num_reqs"] == 3
+        assert load["num_waiting_reqs"] == 2
+        assert load["num_tokens"] > 0
         await client.post("/abort_request", json={"abort_all": True})
         for t in tasks:
             assert (await t).json()["meta_info"]["finish_reason"]["type"] == "abort"
@@ -42,13 +44,19 @@ async def test_full_queue_rejects_with_503_in_both_forms(sim):
 
         plain = await client.post("/v1/chat/completions", json=chat_body("c"))
         assert plain.status_code == 503
+        message = "The request queue is full."
         assert plain.json() == {
-            "object": "error", "message": "The request queue is full.", "type": "503", "param": None, "code": 503,
-        }  # fmt: skip
+            "object": "error",
+            "message": message,
+            "type": "503",
+            "param": None,
+            "code": 503,
+        }
         streamed = await client.post("/v1/chat/completions", json=chat_body("d", stream=True))
         assert streamed.status_code == 200
         events = sse_events(streamed.text)
-        assert events[0]["error"]["code"] == 503 and events[0]["error"]["message"] == "The request queue is full."
+        assert events[0]["error"]["code"] == 503
+        assert events[0]["error"]["message"] == "The request queue is full."
         assert events[-1] == "[DONE]"
         native = await client.post("/generate", json={"text": "e", "stream": True})
         reason = sse_events(native.text)[0]["meta_info"]["finish_reason"]
@@ -79,8 +87,12 @@ async def test_eviction_under_capacity_pressure_drops_the_oldest_prefix(sim):
         sched = app.server.scheduler
         assert sched.stats.num_evicted_tokens > 0
         assert sched.cache.total_size <= 400
-        first = await client.post("/generate", json={"text": prompts[0], "sampling_params": {"max_new_tokens": 1}})
-        last = await client.post("/generate", json={"text": prompts[3], "sampling_params": {"max_new_tokens": 1}})
+        first = await client.post(
+            "/generate", json={"text": prompts[0], "sampling_params": {"max_new_tokens": 1}}
+        )
+        last = await client.post(
+            "/generate", json={"text": prompts[3], "sampling_params": {"max_new_tokens": 1}}
+        )
     assert first.json()["meta_info"]["cached_tokens"] == 0  # evicted (least recently used)
     assert last.json()["meta_info"]["cached_tokens"] == len(encode(prompts[3])) - 1
 

@@ -88,11 +88,13 @@ def test_eviction_climbs_to_parents_that_become_leaves():
     cache.insert([1, 2, 3, 4])
     cache.insert([1, 2, 5, 6])
     assert cache.evict(6) == 6
-    assert cache.total_size == 0 and cache.node_count() == 0
+    assert cache.total_size == 0
+    assert cache.node_count() == 0
 
 
 def test_reset_empties_the_tree():
     cache = RadixCache()
     cache.insert([1, 2, 3])
     cache.reset()
-    assert cache.total_size == 0 and cache.match_prefix([1, 2, 3]).length == 0
+    assert cache.total_size == 0
+    assert cache.match_prefix([1, 2, 3]).length == 0

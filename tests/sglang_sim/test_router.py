@@ -46,10 +46,13 @@ def router_url() -> Iterator[str]:
 
 
 def test_chat_through_the_router(router_url):
-    r = httpx.post(router_url + "/v1/chat/completions", json=chat_body("via router", max_tokens=30), timeout=30)
+    r = httpx.post(
+        router_url + "/v1/chat/completions", json=chat_body("via router", max_tokens=30), timeout=30
+    )
     assert r.status_code == 200
     body = r.json()
-    assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 30
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 30
 
 
 def test_streamed_chat_through_the_router(router_url):
@@ -57,14 +60,16 @@ def test_streamed_chat_through_the_router(router_url):
     r = httpx.post(router_url + "/v1/chat/completions", json=body, timeout=30)
     events = sse_events(r.text)
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert events[-2]["choices"] == [] and events[-2]["usage"]["completion_tokens"] == 30
+    assert events[-2]["choices"] == []
+    assert events[-2]["usage"]["completion_tokens"] == 30
     assert events[-1] == "[DONE]"
 
 
 def test_generate_through_the_router(router_url):
     payload = {"text": "router native", "sampling_params": {"max_new_tokens": 8}}
     r = httpx.post(router_url + "/generate", json=payload, timeout=30)
-    assert r.status_code == 200 and len(r.json()["output_ids"]) == 8
+    assert r.status_code == 200
+    assert len(r.json()["output_ids"]) == 8
     streamed = httpx.post(router_url + "/generate", json={**payload, "stream": True}, timeout=30)
     events = sse_events(streamed.text)
     assert events[-1] == "[DONE]"

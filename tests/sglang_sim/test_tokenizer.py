@@ -1,9 +1,18 @@
 """The tokenizer: deterministic, reversible on generated text, context-free at special tokens."""
+# ruff: noqa: RUF001 - DeepSeek's special tokens are spelled with fullwidth bars
 
 from __future__ import annotations
 
 from loadtests.sglang_sim import textgen
-from loadtests.sglang_sim.tokenizer import EOS_ID, THINK, Tokenizer, count_tokens, decode, encode, get_tokenizer
+from loadtests.sglang_sim.tokenizer import (
+    EOS_ID,
+    THINK,
+    Tokenizer,
+    count_tokens,
+    decode,
+    encode,
+    get_tokenizer,
+)
 
 
 def test_encoding_is_deterministic_across_instances():
@@ -27,7 +36,7 @@ def test_generated_text_round_trips_to_the_same_ids():
 def test_special_tokens_encode_to_their_ids_and_split_context_free():
     tok = get_tokenizer()
     a, b = "first part", "second part"
-    assert tok.encode(a + THINK + b) == tok.encode(a) + [tok.piece_id(THINK)] + tok.encode(b)
+    assert tok.encode(a + THINK + b) == [*tok.encode(a), tok.piece_id(THINK), *tok.encode(b)]
     assert tok.encode("<｜end▁of▁sentence｜>") == [EOS_ID]
     assert tok.decode([EOS_ID]) == ""
     assert tok.decode([EOS_ID], skip_special_tokens=False) == "<｜end▁of▁sentence｜>"
