@@ -3,8 +3,9 @@
 The simulator runs in one subprocess, the load generator in another, so neither steals the other's
 interpreter. For each concurrency level the client keeps N chat streams open (ignore_eos, fixed length)
 for a while and counts what arrives; the figure that matters is `achieved / model`: the token rate the
-timing model promises at that batch size versus what the process delivered. Below ~0.95, the simulator
-itself is the bottleneck at that load.
+timing model promises at the batch the server actually ran versus what the process delivered (prefill
+steps between streams count against it). Below ~0.9, the simulator itself is the bottleneck at that load;
+a `mean_batch` well under `streams` means the client could not keep that many streams open.
 """
 
 from __future__ import annotations
@@ -35,20 +36,23 @@ async def _one_stream(
         "stream_options": {"include_usage": True},
     }
     while time.monotonic() < stop_at:
-        async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
-            async for line in r.aiter_lines():
-                if not line.startswith("data: {"):
-                    continue
-                out["chunks"] += 1
-                if '"usage"' in line:
-                    out["tokens"] += json.loads(line[6:])["usage"]["completion_tokens"]
-        out["streams"] += 1
+        try:
+            async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                async for line in r.aiter_lines():
+                    if not line.startswith("data: {"):
+                        continue
+                    out["chunks"] += 1
+                    if '"usage"' in line:
+                        out["tokens"] += json.loads(line[6:])["usage"]["completion_tokens"]
+            out["streams"] += 1
+        except httpx.TransportError:  # e.g. a pooled connection the server closed as idle: count, go on
+            out["errors"] += 1
         body["messages"][0]["content"] += "."  # a new prompt each time: no cache shortcuts
 
 
 async def _client(url: str, n: int, seconds: float, tokens: int) -> dict[str, float]:
-    out = {"chunks": 0.0, "tokens": 0.0, "streams": 0.0}
-    limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
+    out = {"chunks": 0.0, "tokens": 0.0, "streams": 0.0, "errors": 0.0}
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         t0 = time.monotonic()
         stop_at = t0 + seconds
@@ -69,16 +73,21 @@ def run_level(url: str, config: SimConfig, n: int, seconds: float, tokens: int) 
         target=_client_process, args=(url, n, seconds, tokens, queue)
     )
     proc.start()
-    result = queue.get()
+    result = queue.get(timeout=seconds + 300)  # a client that died must not hang the run
     proc.join()
     after = httpx.get(url + "/sim/stats").json()
     generated = after["generation_tokens"] - before["generation_tokens"]
+    steps = max(1, after["decode_steps"] - before["decode_steps"])
     elapsed = result["elapsed"]
-    step_s = (config.sim_decode_step_ms + config.sim_decode_step_per_req_ms * n) / 1000
-    model_rate = n / step_s * config.sim_speedup  # tokens per real second the timing model promises
+    # The batch the server actually ran: below `n` when the client cannot keep n streams open.
+    batch = generated / steps
+    step_s = (config.sim_decode_step_ms + config.sim_decode_step_per_req_ms * batch) / 1000
+    model_rate = batch / step_s * config.sim_speedup  # tokens per real second the timing model promises
     return {
         "streams": n,
+        "mean_batch": round(batch, 1),
         "completed_streams": int(result["streams"]),
+        "client_errors": int(result["errors"]),
         "received_tokens_per_s": round(result["tokens"] / elapsed),
         "generated_tokens_per_s": round(generated / elapsed),
         "model_tokens_per_s": round(model_rate),
