@@ -1,0 +1,1 @@
+"""Load tests, benchmarks and the simulated SGLang worker."""

@@ -1,0 +1,87 @@
+"""Prometheus metrics (names, labels, values) and fault injection by flag and over /sim/faults."""
+
+from __future__ import annotations
+
+import re
+
+from tests.sglang_sim.conftest import chat_body, sse_events
+
+
+def _value(text: str, name: str) -> float:
+    match = re.search(rf'^{re.escape(name)}\{{model_name="([^"]+)"\}} (\S+)$', text, re.M)
+    assert match, f"{name} missing"
+    return float(match.group(2))
+
+
+async def test_metrics_names_labels_and_values(sim):
+    async with sim(enable_metrics=True, served_model_name="r1") as (client, _):
+        body = chat_body("metrics please", max_tokens=10)
+        await client.post("/v1/chat/completions", json=body)
+        await client.post("/v1/chat/completions", json=body)
+        text = (await client.get("/metrics")).text
+    for gauge in ("num_running_reqs", "num_queue_reqs", "num_used_tokens", "token_usage", "gen_throughput",
+                  "cache_hit_rate"):  # fmt: skip
+        assert f"# TYPE sglang:{gauge} gauge" in text
+    assert 'model_name="r1"' in text
+    assert _value(text, "sglang:num_requests_total") == 2
+    assert _value(text, "sglang:generation_tokens_total") == 20
+    prompt = _value(text, "sglang:prompt_tokens_total")
+    cached = _value(text, "sglang:cached_tokens_total")
+    assert cached == prompt / 2 - 1  # the second identical prompt hit on all but its last token
+    assert _value(text, "sglang:cache_hit_rate") == (prompt / 2 - 1) / (prompt / 2)
+    assert _value(text, "sglang:num_running_reqs") == 0
+    for hist in ("time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds",
+                 "queue_time_seconds"):  # fmt: skip
+        assert f"# TYPE sglang:{hist} histogram" in text
+        assert f'sglang:{hist}_bucket{{le="+Inf",model_name="r1"}}' in text
+    assert _value(text, "sglang:time_to_first_token_seconds_count") == 2
+    assert _value(text, "sglang:inter_token_latency_seconds_count") == 18  # 9 decode steps per request
+
+
+async def test_fault_refuse_answers_503(sim):
+    async with sim(sim_fault_refuse_rate=1.0) as (client, _):
+        r = await client.post("/v1/chat/completions", json=chat_body("x"))
+    assert r.status_code == 503
+    assert r.json()["code"] == 503
+
+
+async def test_fault_health_fail_over_the_admin_route(sim):
+    async with sim() as (client, _):
+        assert (await client.post("/sim/faults", json={"health_fail": True})).json()["health_fail"] is True
+        assert (await client.get("/health")).status_code == 503
+        assert (await client.get("/health_generate")).status_code == 503
+        await client.delete("/sim/faults")
+        assert (await client.get("/health")).status_code == 200
+        assert (await client.post("/sim/faults", json={"nonsense": 1})).status_code == 400
+        assert (await client.post("/sim/faults", json={"refuse_rate": 2})).status_code == 400
+        assert (await client.get("/sim/faults")).json()["refuse_rate"] == 0.0
+
+
+async def test_fault_slowdown_stretches_virtual_time(sim):
+    async with sim() as (client, _):
+        fast = (
+            await client.post("/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 10}})
+        ).json()
+        await client.post("/sim/faults", json={"slowdown": 3.0})
+        slow = (
+            await client.post("/generate", json={"text": "b", "sampling_params": {"max_new_tokens": 10}})
+        ).json()
+    assert slow["meta_info"]["e2e_latency"] > 2.5 * fast["meta_info"]["e2e_latency"]
+
+
+async def test_fault_stall_delays_the_first_token(sim):
+    import time
+
+    async with sim(sim_fault_stall_s=0.3) as (client, _):
+        t0 = time.monotonic()
+        await client.post("/generate", json={"text": "a", "sampling_params": {"max_new_tokens": 1}})
+    assert time.monotonic() - t0 >= 0.3
+
+
+async def test_server_info_reports_the_simulator(sim):
+    async with sim(sim_speedup=20.0) as (client, _):
+        info = (await client.get("/server_info")).json()
+    assert info["simulated"] is True
+    assert info["sim"]["sim_speedup"] == 20.0
+    assert "sim_speedup" not in info  # server args stay SGLang's
+    assert sse_events("") == []

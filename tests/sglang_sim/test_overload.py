@@ -1,0 +1,108 @@
+"""Queueing, 503 on a full queue, abort, retraction and eviction under capacity pressure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from loadtests.sglang_sim.tokenizer import encode
+from tests.sglang_sim.conftest import chat_body, sse_events
+
+LONG = {"max_new_tokens": 100000, "ignore_eos": True}
+
+
+async def _wait(predicate, limit_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+async def test_requests_beyond_max_running_wait_in_the_queue(sim):
+    async with sim(sim_speedup=1.0, max_running_requests=1) as (client, app):
+        tasks = [
+            asyncio.create_task(client.post("/generate", json={"text": f"q{i}", "sampling_params": LONG}))
+            for i in range(3)
+        ]
+        sched = app.server.scheduler
+        await _wait(lambda: len(sched.running) == 1 and len(sched.waiting) == 2)
+        load = (await client.get("/get_load")).json()[0]
+        assert load["num_reqs"] == 3
+        assert load["num_waiting_reqs"] == 2
+        assert load["num_tokens"] > 0
+        await client.post("/abort_request", json={"abort_all": True})
+        for t in tasks:
+            assert (await t).json()["meta_info"]["finish_reason"]["type"] == "abort"
+
+
+async def test_full_queue_rejects_with_503_in_both_forms(sim):
+    async with sim(sim_speedup=1.0, max_running_requests=1, max_queued_requests=1) as (client, app):
+        sched = app.server.scheduler
+        running = asyncio.create_task(client.post("/generate", json={"text": "a", "sampling_params": LONG}))
+        await _wait(lambda: len(sched.running) == 1)
+        queued = asyncio.create_task(client.post("/generate", json={"text": "b", "sampling_params": LONG}))
+        await _wait(lambda: len(sched.waiting) == 1)
+
+        plain = await client.post("/v1/chat/completions", json=chat_body("c"))
+        assert plain.status_code == 503
+        message = "The request queue is full."
+        assert plain.json() == {
+            "object": "error",
+            "message": message,
+            "type": "503",
+            "param": None,
+            "code": 503,
+        }
+        streamed = await client.post("/v1/chat/completions", json=chat_body("d", stream=True))
+        assert streamed.status_code == 200
+        events = sse_events(streamed.text)
+        assert events[0]["error"]["code"] == 503
+        assert events[0]["error"]["message"] == "The request queue is full."
+        assert events[-1] == "[DONE]"
+        native = await client.post("/generate", json={"text": "e", "stream": True})
+        reason = sse_events(native.text)[0]["meta_info"]["finish_reason"]
+        assert reason == {"type": "abort", "status_code": 503, "message": "The request queue is full."}
+
+        await client.post("/abort_request", json={"abort_all": True})
+        await running
+        await queued
+
+
+async def test_abort_request_by_rid_ends_a_stream_with_abort(sim):
+    async with sim(sim_speedup=1.0) as (client, app):
+        body = chat_body("abort me", stream=True, rid="victim", max_tokens=100000, ignore_eos=True)
+        task = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        await _wait(lambda: app.server.scheduler.running)
+        assert (await client.post("/abort_request", json={"rid": "victim"})).status_code == 200
+        events = sse_events((await task).text)
+    assert events[-2]["choices"][0]["finish_reason"] == "abort"
+    assert events[-1] == "[DONE]"
+    assert app.server.scheduler.used_tokens == 0
+
+
+async def test_eviction_under_capacity_pressure_drops_the_oldest_prefix(sim):
+    async with sim(max_total_tokens=400, enable_cache_report=True) as (client, app):
+        prompts = [" ".join(f"w{k}x{i}" for i in range(150)) for k in range(4)]
+        for p in prompts:
+            await client.post("/generate", json={"text": p, "sampling_params": {"max_new_tokens": 2}})
+        sched = app.server.scheduler
+        assert sched.stats.num_evicted_tokens > 0
+        assert sched.cache.total_size <= 400
+        first = await client.post(
+            "/generate", json={"text": prompts[0], "sampling_params": {"max_new_tokens": 1}}
+        )
+        last = await client.post(
+            "/generate", json={"text": prompts[3], "sampling_params": {"max_new_tokens": 1}}
+        )
+    assert first.json()["meta_info"]["cached_tokens"] == 0  # evicted (least recently used)
+    assert last.json()["meta_info"]["cached_tokens"] == len(encode(prompts[3])) - 1
+
+
+async def test_kv_exhaustion_retracts_instead_of_failing(sim):
+    async with sim(max_total_tokens=300, max_running_requests=8) as (client, app):
+        params = {"max_new_tokens": 120, "ignore_eos": True}
+        bodies = [{"text": f"prompt number {i}", "sampling_params": params} for i in range(6)]
+        results = await asyncio.gather(*(client.post("/generate", json=b) for b in bodies))
+    metas = [r.json()["meta_info"] for r in results]
+    assert all(m["finish_reason"] == {"type": "length", "length": 120} for m in metas)
+    assert app.server.scheduler.stats.num_retractions > 0
+    assert sum(m["total_retractions"] for m in metas) == app.server.scheduler.stats.num_retractions
