@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -46,16 +45,10 @@ async def seed(dsn: str, user_id: uuid.UUID, count: int) -> None:
         conversations.append(
             (conversation_id, user_id, f"Conversation {index}", "deepseek-v3.1", index % 50 == 0, at)
         )
-        for turn in range(2):
-            messages.append(
-                (
-                    uuid7(),
-                    conversation_id,
-                    "user" if turn == 0 else "assistant",
-                    f"message {index}-{turn} about topic {index % 97}",
-                    at,
-                )
-            )
+        messages.extend(
+            (uuid7(), conversation_id, role, f"message {index}-{role} about topic {index % 97}", at)
+            for role in ("user", "assistant")
+        )
     await connection.executemany(
         "INSERT INTO conversation (id, user_id, title, model, pinned, archived, activity_at, last_message_at,"
         " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, false, $6, $6, $6, $6)",
@@ -94,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         await asyncio.to_thread(upgrade, url)
         env = {**os.environ, "SURGE_DATABASE_URL": url, "SURGE_PORT": str(port), "SURGE_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve"], env=env)
+        server = await asyncio.create_subprocess_exec(sys.executable, "-m", "backend.cli", "serve", env=env)
         base_url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base_url) as client:
             for _ in range(100):
@@ -133,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         if server is not None:
             server.terminate()
-            server.wait(timeout=10)
+            await asyncio.wait_for(server.wait(), timeout=10)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
 
@@ -146,9 +139,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("results/bench_conversations.json"))
     args = parser.parse_args()
     results = asyncio.run(run(args))
-    print(
-        f"GET /v1/conversations, {args.conversations} conversations, PostgreSQL, {args.requests} sequential requests"
-    )
+    print(f"GET /v1/conversations, {args.conversations} conversations, PostgreSQL,", end=" ")
+    print(f"{args.requests} sequential requests")
     print(f"{'query':<24} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for name, figures in results.items():
         if isinstance(figures, dict):

@@ -45,6 +45,10 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # aiosqlite logs every statement with its parameters at DEBUG: those parameters are user content.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    # httpx logs every outbound URL at INFO; Surge's own metrics and logs say what matters about them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Surge logs each request itself (route template, status, duration), without the query string,
     # which could carry a search term; uvicorn's access log would print it.
     logging.getLogger("uvicorn.access").disabled = True

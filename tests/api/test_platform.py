@@ -139,3 +139,23 @@ async def test_the_openapi_document_says_which_routes_need_a_token(client):
                 assert "security" not in operation, (method, path)
             else:
                 assert operation["security"] == [{"BearerToken": []}], (method, path)
+
+
+async def test_logs_never_contain_passwords_tokens_or_message_text(client, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="surge")
+    password, secret_title = "a very secret passphrase", "my secret diagnosis"
+    session = (
+        await client.post("/v1/auth/signup", json={"email": "logs@example.com", "password": password})
+    ).json()
+    headers = {"Authorization": f"Bearer {session['access_token']}"}
+    await client.post("/v1/conversations", json={"title": secret_title}, headers=headers)
+    await client.get(f"/v1/conversations?q={secret_title}", headers=headers)
+    await client.post("/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    await client.post("/v1/auth/login", json={"email": "logs@example.com", "password": "wrong " + password})
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert logged, "expected request logs"
+    for secret in (password, session["access_token"], session["refresh_token"], secret_title, "diagnosis"):
+        assert secret not in logged
