@@ -77,6 +77,13 @@ class Message(Base):
     __table_args__ = (
         # Current branch and whole-tree listing: a conversation's messages in id (= creation) order.
         Index("ix_message_conversation", "conversation_id", "id"),
+        # Turns in flight: the per-user concurrency cap and the lease sweeper read only these rows.
+        Index(
+            "ix_message_active",
+            "conversation_id",
+            sqlite_where=text("status IN ('queued', 'streaming')"),
+            postgresql_where=text("status IN ('queued', 'streaming')"),
+        ),
         # Search over finished message text; partial so that streaming checkpoints do not churn the index.
         postgresql_only(
             Index(
@@ -106,6 +113,22 @@ class Message(Base):
     feedback: Mapped[str | None] = mapped_column(String(8))
     feedback_comment: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None]
+
+    # --- the turn an assistant message is the answer of ---
+    # Whether reasoning was asked for (after the overload policy had its say).
+    thinking: Mapped[bool | None] = mapped_column(Boolean)
+    # Output budget sent upstream (the overload policy may shorten it).
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    # The SGLang worker that served it, and when it was admitted and produced its first token.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime | None]
+    first_token_at: Mapped[datetime | None]
+    # Upstream attempts so far (a worker failing before the first token is retried elsewhere).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The replica generating it and until when that claim holds: a turn whose lease lapses is failed
+    # (or re-run, if nothing had been streamed) by a surviving replica.
+    lease_owner: Mapped[UUID | None]
+    lease_expires_at: Mapped[datetime | None]
 
     conversation: Mapped[Conversation] = relationship(lazy="raise", foreign_keys=[conversation_id])
 
@@ -138,3 +161,15 @@ class IdempotencyKey(Base):
     user_message_id: Mapped[UUID | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
     assistant_message_id: Mapped[UUID | None] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Replica(Base):
+    """A running backend process: its heartbeat keeps its turn leases alive and tells an embedded
+    process started without Redis that another one already serves this database."""
+
+    __tablename__ = "replica"
+
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    shared_broker: Mapped[bool] = mapped_column(Boolean)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,0 +1,36 @@
+"""Every Prometheus series Surge exports (besides the per-route HTTP metrics), in one place.
+
+Names are ``surge_*``; labels stay low-cardinality (model, worker, outcome, reason), never a user or
+a conversation. Each section belongs to the package named in its heading.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 50 ms to 5 min: a reasoning answer's first token can take minutes in a queue.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+TOKEN_GAP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2)
+
+# --- chat: the turn lifecycle ---
+TURNS = Counter("surge_turns_total", "Turns that ended, by outcome", ["model", "outcome"])
+TURNS_STARTED = Counter("surge_turns_started_total", "Turns accepted", ["model"])
+TIME_TO_FIRST_TOKEN = Histogram(
+    "surge_time_to_first_token_seconds",
+    "From accepting a turn to its first reasoning or content token",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+TIME_PER_OUTPUT_TOKEN = Histogram(
+    "surge_time_per_output_token_seconds",
+    "Mean gap between output tokens of a finished turn",
+    ["model"],
+    buckets=TOKEN_GAP_BUCKETS,
+)
+ACTIVE_STREAMS = Gauge("surge_active_streams", "Open client streams", ["transport"])
+UPSTREAM_RETRIES = Counter(
+    "surge_upstream_retries_total", "Turns retried on another worker before their first token", ["model"]
+)
+TURNS_RECOVERED = Counter(
+    "surge_turns_recovered_total", "Turns whose replica died, by what the survivor did", ["action"]
+)
