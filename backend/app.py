@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
+import httpx
+import redis.asyncio as aioredis
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
@@ -21,12 +24,30 @@ from backend.accounts.passwords import Passwords
 from backend.accounts.routes import AuthController, MeController
 from backend.accounts.tokens import AccessTokens
 from backend.admission.ratelimit import MemoryRateLimiter
+from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
+from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
+from backend.chat.leases import LeaseKeeper
+from backend.chat.routes import TurnController, send_message
+from backend.chat.runner import TurnRunner
+from backend.chat.titles import TitleWriter
+from backend.chat.websocket import chat_socket
 from backend.conversations.routes import ConversationController, ShareController
+from backend.db.base import new_id
 from backend.db.engine import alchemy_config, create_engine, session_factory
 from backend.deps import SHARED_DEPENDENCIES
 from backend.errors import EXCEPTION_HANDLERS
+from backend.inference.client import SGLangClient
+from backend.inference.pool import WorkerPool
+from backend.inference.routes import list_models
 from backend.observability.access_log import log_response, timing_middleware
-from backend.observability.health import database_probe, healthz, metrics, readyz
+from backend.observability.health import (
+    database_probe,
+    healthz,
+    inference_probe,
+    metrics,
+    readyz,
+    redis_probe,
+)
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
 from backend.runtime import Runtime
@@ -42,20 +63,87 @@ async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    """Every long-lived object of one process; nothing connects until the app starts."""
     engine = create_engine(settings)
+    sessions = session_factory(engine)
+    replica_id = new_id()
+    redis = aioredis.Redis.from_url(settings.redis.url, max_connections=200) if settings.redis.url else None
+    event_log: EventLog
+    control: ControlChannel
+    if redis is not None:
+        event_log = RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s)
+        control = RedisControlChannel(redis)
+    else:
+        event_log = MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s)
+        control = LocalControlChannel()
+    http = httpx.AsyncClient(
+        # Per-chunk waits are the turn runner's business (first-token and token-gap timeouts).
+        timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=10.0),
+        limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+    )
+    pool = WorkerPool.from_models(settings.inference.models)
+    sglang = SGLangClient(http)
+    runner = TurnRunner(
+        sessions=sessions,
+        event_log=event_log,
+        pool=pool,
+        client=sglang,
+        settings=settings.chat,
+        replica_id=replica_id,
+    )
+    if settings.chat.auto_titles:
+        runner.on_complete.append(TitleWriter(sessions=sessions, pool=pool, client=sglang).after_turn)
     runtime = Runtime(
         settings=settings,
+        replica_id=replica_id,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         passwords=Passwords(settings.auth),
         access_tokens=AccessTokens(settings.auth),
         rate_limiter=MemoryRateLimiter(),
+        redis=redis,
+        http=http,
+        event_log=event_log,
+        control=control,
+        pool=pool,
+        sglang=sglang,
+        runner=runner,
+        leases=LeaseKeeper(
+            settings=settings, sessions=sessions, event_log=event_log, runner=runner, replica_id=replica_id
+        ),
         trusted_proxies=frozenset(
             proxy.strip() for proxy in settings.auth.trusted_proxies.split(",") if proxy.strip()
         ),
     )
     runtime.readiness["database"] = database_probe(runtime)
+    if redis is not None:
+        runtime.readiness["redis"] = redis_probe(redis)
+    for spec in settings.inference.models:
+        runtime.readiness[f"model:{spec.id}"] = inference_probe(http, spec.workers)
     return runtime
+
+
+@asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[None]:
+    """Start the background parts of a replica, and stop them in reverse order."""
+    await runtime.event_log.start()
+
+    async def cancel_here(turn_id: UUID) -> None:
+        await runtime.runner.cancel(turn_id)
+
+    await runtime.control.start(cancel_here)
+    await runtime.runner.start_checkpoints()
+    await runtime.leases.start()
+    try:
+        yield
+    finally:
+        await runtime.runner.shutdown()
+        await runtime.leases.close()
+        await runtime.control.close()
+        await runtime.event_log.close()
+        await runtime.http.aclose()
+        if runtime.redis is not None:
+            await runtime.redis.aclose()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -69,7 +157,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         try:
-            yield
+            async with running(runtime):
+                yield
         finally:
             await runtime.engine.dispose()
 
@@ -89,6 +178,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeController,
             ConversationController,
             ShareController,
+            TurnController,
+            send_message,
+            chat_socket,
+            list_models,
         ],
         dependencies=SHARED_DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=alchemy_config(runtime.engine))],
@@ -114,6 +207,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             tags=[
                 Tag(name="Accounts"),
                 Tag(name="Conversations"),
+                Tag(name="Turns"),
+                Tag(name="Models"),
                 Tag(name="Operations"),
             ],
         ),

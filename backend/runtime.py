@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from uuid import UUID
 
+import httpx
+import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
 from backend.admission.ratelimit import RateLimiter
+from backend.chat.control import ControlChannel
+from backend.chat.event_log import EventLog
+from backend.chat.leases import LeaseKeeper
+from backend.chat.runner import TurnRunner
+from backend.chat.service import TurnService, UserLocks
+from backend.inference.client import SGLangClient
+from backend.inference.pool import WorkerPool
 from backend.settings import Settings
 
 # A readiness check: returns "ok" or raises.
@@ -19,10 +29,32 @@ Probe = Callable[[], Awaitable[str]]
 @dataclass(eq=False)
 class Runtime:
     settings: Settings
+    replica_id: UUID
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     access_tokens: AccessTokens
     rate_limiter: RateLimiter
+    redis: aioredis.Redis | None
+    http: httpx.AsyncClient
+    event_log: EventLog
+    control: ControlChannel
+    pool: WorkerPool
+    sglang: SGLangClient
+    runner: TurnRunner
+    leases: LeaseKeeper
+    user_locks: UserLocks = field(default_factory=UserLocks)
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)
     readiness: dict[str, Probe] = field(default_factory=dict)
+
+    def turn_service(self, session: AsyncSession) -> TurnService:
+        return TurnService(
+            session,
+            chat=self.settings.chat,
+            inference=self.settings.inference,
+            runner=self.runner,
+            event_log=self.event_log,
+            control=self.control,
+            user_locks=self.user_locks,
+            replica_id=self.replica_id,
+        )

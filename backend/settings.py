@@ -142,8 +142,39 @@ class InferenceSettings(SettingsGroup, kw_only=True, frozen=True):
         return self.model(self.default_model) or self.models[0]
 
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer in the language of the user's last message. Be accurate and "
+    "direct; say so when you are unsure. Use Markdown for structure when it helps, and keep answers as "
+    "short as the question allows."
+)
+
+
 class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
     content_max_chars: Annotated[int, doc("Longest user message accepted, characters")] = 32_000
+    system_prompt: Annotated[
+        str, doc("System prompt of every turn; identical for all users so that it is always a cache hit")
+    ] = DEFAULT_SYSTEM_PROMPT
+    max_concurrent_turns: Annotated[int, doc("Turns one user may have generating at once (else 429)")] = 2
+    event_log_ttl_s: Annotated[int, doc("How long a finished turn's event log stays replayable, seconds")] = (
+        3600
+    )
+    checkpoint_interval_s: Annotated[float, doc("How often streaming text is saved to the database")] = 1.0
+    lease_ttl_s: Annotated[float, doc("A replica's claim on its turns lasts this long without renewal")] = (
+        20.0
+    )
+    sweep_interval_s: Annotated[
+        float, doc("How often each replica renews its leases and sweeps lapsed ones")
+    ] = 5.0
+    upstream_attempts: Annotated[int, doc("Workers tried for a turn that fails before its first token")] = 3
+    first_token_timeout_s: Annotated[
+        float, doc("A worker silent this long before the first token is retried")
+    ] = 120.0
+    token_gap_timeout_s: Annotated[float, doc("A stream silent this long between tokens has failed")] = 60.0
+    context_drop_block_turns: Annotated[
+        int, doc("Old turns dropped at a time when a conversation outgrows the context")
+    ] = 4
+    auto_titles: Annotated[bool, doc("Name untitled conversations after their first answer")] = True
+    shutdown_grace_s: Annotated[float, doc("Seconds a stopping replica lets its turns finish")] = 25.0
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):

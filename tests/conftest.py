@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,7 @@ from backend.app import create_app
 from backend.db.engine import create_engine, session_factory
 from backend.db.migrate import upgrade
 from backend.settings import Settings, load_settings
+from loadtests.sglang_sim import SimConfig, run_subprocess
 from tests.services import (
     execute_admin,
     postgres_available,
@@ -29,6 +31,44 @@ from tests.services import (
 )
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+MODEL_ID = "deepseek-v3.1"
+# Answers stay realistic in shape but bounded in length, so that a test's turn takes about a second.
+TEST_MAX_OUTPUT_TOKENS = 3000
+
+
+def sim_config(**overrides: Any) -> SimConfig:
+    """A simulated worker serving the test model like `make run`'s, a hundred times faster than life."""
+    base: dict[str, Any] = {
+        "port": 0,
+        "served_model_name": MODEL_ID,
+        "chat_template": "deepseek-v3.1",
+        "reasoning_parser": "deepseek-r1",
+        "enable_metrics": True,
+        "enable_cache_report": True,
+        "sim_speedup": 100.0,
+    }
+    base.update(overrides)
+    return SimConfig(**base)
+
+
+def models_json(workers: list[str], **overrides: Any) -> str:
+    spec = {
+        "id": MODEL_ID,
+        "display_name": "DeepSeek V3.1 (simulated)",
+        "workers": workers,
+        "thinking": "optional",
+        "thinking_switch": "thinking",
+        "max_output_tokens": TEST_MAX_OUTPUT_TOKENS,
+    }
+    spec.update(overrides)
+    return json.dumps([spec])
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[list[str]]:
+    """Two simulated SGLang workers shared by the tests of one test process."""
+    with run_subprocess(sim_config()) as first, run_subprocess(sim_config()) as second:
+        yield [first.url, second.url]
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +111,11 @@ def database_url(
         asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def make_settings(database_url: str, tmp_path: Path, **environ: str) -> Settings:
-    """Laptop settings on ``database_url``, with cheap password hashing so tests stay fast."""
+def make_settings(database_url: str, tmp_path: Path, *, workers: list[str] | None = None, **environ: str) -> Settings:
+    """Laptop settings on ``database_url`` and ``workers``, with cheap password hashing so tests stay fast."""
     base = {
+        "SURGE_MODELS": models_json(workers or ["http://127.0.0.1:9"]),
+        "SURGE_AUTO_TITLES": "false",
         "SURGE_ENV": "test",
         "SURGE_DATABASE_URL": database_url,
         "SURGE_DATA_DIR": str(tmp_path),
@@ -88,8 +130,8 @@ def make_settings(database_url: str, tmp_path: Path, **environ: str) -> Settings
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def settings(database_url: str, tmp_path: Path, fleet: list[str]) -> Settings:
+    return make_settings(database_url, tmp_path, workers=fleet)
 
 
 @pytest.fixture

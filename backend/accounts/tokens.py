@@ -41,8 +41,8 @@ class AccessTokens:
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def user_id(self, token: str) -> UUID | None:
-        """The user a valid, unexpired token was issued to; None for anything else."""
+    def verify(self, token: str) -> tuple[UUID, datetime] | None:
+        """The user a valid, unexpired token was issued to and when it expires; None for anything else."""
         try:
             claims = jwt.decode(
                 token,
@@ -51,6 +51,10 @@ class AccessTokens:
                 issuer=ISSUER,
                 options={"require": ["exp", "sub"]},
             )
-            return UUID(claims["sub"])
-        except (jwt.PyJWTError, ValueError, KeyError):
+            return UUID(claims["sub"]), datetime.fromtimestamp(claims["exp"], UTC)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError):
             return None
+
+    def user_id(self, token: str) -> UUID | None:
+        verified = self.verify(token)
+        return verified[0] if verified else None

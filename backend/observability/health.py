@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import msgspec
+import redis.asyncio as aioredis
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -33,6 +35,32 @@ def database_probe(runtime: Runtime) -> Probe:
     async def probe() -> str:
         async with runtime.sessions() as session:
             await session.execute(text("SELECT 1"))
+        return "ok"
+
+    return probe
+
+
+def redis_probe(redis: aioredis.Redis) -> Probe:
+    async def probe() -> str:
+        await redis.ping()
+        return "ok"
+
+    return probe
+
+
+def inference_probe(http: httpx.AsyncClient, workers: list[str]) -> Probe:
+    """Ready when at least one of the model's workers answers /health with 200."""
+
+    async def healthy(url: str) -> bool:
+        try:
+            return (await http.get(f"{url.rstrip('/')}/health", timeout=1.5)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def probe() -> str:
+        results = await asyncio.gather(*(healthy(url) for url in workers))
+        if not any(results):
+            raise ConnectionError("no healthy worker")
         return "ok"
 
     return probe

@@ -1,0 +1,182 @@
+"""The turn routes: send, regenerate, read, the event stream, cancel, feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, Response, get, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from backend.accounts.auth import BEARER
+from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
+from backend.chat.service import AcceptedTurn, TurnService
+from backend.chat.stream import parse_after, sse_response
+from backend.conversations.schemas import Message, message_view
+from backend.deps import CurrentUser, DbSession, RuntimeDep
+from backend.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    UpstreamUnavailable,
+    error_responses,
+)
+
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        max_length=255,
+        description="Retrying with the same key and body returns the original turn (kept 24 h); "
+        "the same key with another body is 409.",
+    ),
+]
+After = Annotated[
+    int | None, QueryParameter(ge=0, description="Replay the events after this seq (default: all of them)")
+]
+LastEventId = Annotated[
+    str | None, HeaderParameter(name="Last-Event-ID", description="What EventSource sends on reconnect")
+]
+
+EVENT_STREAM_DOC = ResponseSpec(
+    data_container=str,
+    media_type="text/event-stream",
+    description="Server-Sent Events: `id:` is the seq, `event:` the name, `data:` JSON "
+    "(API.md, The event stream)",
+    generate_examples=False,
+)
+
+
+def provide_turn_service(db_session: DbSession, runtime: RuntimeDep) -> TurnService:
+    return runtime.turn_service(db_session)
+
+
+def turn_created(accepted: AcceptedTurn) -> TurnCreated:
+    return TurnCreated(
+        user_message=message_view(accepted.user_message),
+        assistant_message=message_view(accepted.assistant_message),
+    )
+
+
+def answer(runtime: RuntimeDep, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
+    created = turn_created(accepted)
+    if stream:
+        return sse_response(runtime.event_log, accepted.assistant_message, 0, opening=("turn", created))
+    return Response(created, status_code=202)
+
+
+TURN_SERVICE = {"turns": Provide(provide_turn_service, sync_to_thread=False)}
+TURN_ERRORS = error_responses(
+    Unauthorized, NotFound, Conflict, PayloadTooLarge, RateLimited, UpstreamUnavailable
+)
+
+
+# A function, not a TurnController method: Litestar refuses two controllers sharing a path (the
+# conversation tree is GET on this same path), but accepts a controller and a plain handler.
+@post(
+    "/v1/conversations/{conversation_id:uuid}/messages",
+    tags=["Turns"],
+    security=BEARER,
+    dependencies=TURN_SERVICE,
+    summary="Send a message; the answer is generated whether or not this connection stays",
+    description="`stream: false` answers 202 with both messages; `stream: true` answers 200 "
+    "`text/event-stream` whose first event is `turn` (the same object), then the answer's events.",
+    status_code=202,
+    responses={**TURN_ERRORS, 200: EVENT_STREAM_DOC},
+)
+async def send_message(
+    conversation_id: FromPath[UUID],
+    data: JSONBody[SendMessage],
+    turns: NamedDependency[TurnService],
+    current_user: CurrentUser,
+    runtime: RuntimeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response[TurnCreated] | Stream:
+    accepted = await turns.send(current_user, conversation_id, data, idempotency_key)
+    return answer(runtime, accepted, data.stream)
+
+
+class TurnController(Controller):
+    tags = ["Turns"]
+    security = BEARER
+    dependencies = TURN_SERVICE
+
+    @post(
+        "/v1/messages/{message_id:uuid}/regenerate",
+        summary="A new answer to the same user message, as a sibling",
+        status_code=202,
+        responses={**TURN_ERRORS, 200: EVENT_STREAM_DOC},
+    )
+    async def regenerate(
+        self,
+        message_id: FromPath[UUID],
+        data: JSONBody[Regenerate],
+        turns: NamedDependency[TurnService],
+        current_user: CurrentUser,
+        runtime: RuntimeDep,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[TurnCreated] | Stream:
+        accepted = await turns.regenerate(current_user, message_id, data, idempotency_key)
+        return answer(runtime, accepted, data.stream)
+
+    @get(
+        "/v1/messages/{message_id:uuid}",
+        summary="A message (an answer's text so far while it streams)",
+        responses=error_responses(Unauthorized, NotFound),
+    )
+    async def get_message(
+        self, message_id: FromPath[UUID], turns: NamedDependency[TurnService], current_user: CurrentUser
+    ) -> Message:
+        message = await turns.owned_message(current_user.id, message_id)
+        return message_view(await turns.with_live_text(message))
+
+    @get(
+        "/v1/messages/{message_id:uuid}/events",
+        summary="The answer's events after `after` (or Last-Event-ID), then live until done or error",
+        description="Works for finished answers too. A finished answer whose event log has expired "
+        "(SURGE_EVENT_LOG_TTL_S) is replayed compactly: started, the whole reasoning, the whole content, "
+        "then the terminal event.",
+        responses={**error_responses(Unauthorized, NotFound), 200: EVENT_STREAM_DOC},
+    )
+    async def events(
+        self,
+        message_id: FromPath[UUID],
+        turns: NamedDependency[TurnService],
+        current_user: CurrentUser,
+        runtime: RuntimeDep,
+        after: After = None,
+        last_event_id: LastEventId = None,
+    ) -> Stream:
+        # (The request's database session closes when the response starts: a stream holds no connection.)
+        message = await turns.owned_answer(current_user.id, message_id)
+        return sse_response(runtime.event_log, message, parse_after(after, last_event_id))
+
+    @post(
+        "/v1/messages/{message_id:uuid}/cancel",
+        status_code=200,
+        summary="Stop the answer upstream; its partial text is kept",
+        responses=error_responses(Unauthorized, NotFound),
+    )
+    async def cancel(
+        self, message_id: FromPath[UUID], turns: NamedDependency[TurnService], current_user: CurrentUser
+    ) -> Message:
+        return message_view(await turns.cancel(current_user, message_id))
+
+    @put(
+        "/v1/messages/{message_id:uuid}/feedback",
+        summary="Rate an answer (null clears the rating)",
+        responses=error_responses(Unauthorized, NotFound),
+    )
+    async def feedback(
+        self,
+        message_id: FromPath[UUID],
+        data: JSONBody[Feedback],
+        turns: NamedDependency[TurnService],
+        current_user: CurrentUser,
+    ) -> Message:
+        return message_view(await turns.feedback(current_user, message_id, data.rating, data.comment))

@@ -1,0 +1,476 @@
+"""Generation of turns, owned by this replica and not by any HTTP connection.
+
+A turn's task renders the prompt, asks the pool for a worker, streams from SGLang into the turn's event
+log, checkpoints the partial text about once a second, and stores the final answer. A client may come
+and go at any point; the answer is generated once either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.chat.event_log import EventLog
+from backend.chat.prompt import render_prompt
+from backend.conversations.schemas import message_view
+from backend.conversations.tree import MessageTree
+from backend.db import models as m
+from backend.inference.client import ChatRequest, Delta, Finish, SGLangClient, UpstreamError, Usage
+from backend.inference.pool import RouteRequest, WorkerPool
+from backend.observability import metrics
+from backend.settings import ChatSettings, ModelSpec
+
+logger = logging.getLogger("surge.chat")
+
+ACTIVE_STATUSES = ("queued", "streaming")
+# Room left in the context beyond the prompt and the answer budget (template tokens, estimate error).
+CONTEXT_MARGIN_TOKENS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """An accepted turn: the assistant message to produce and what it answers."""
+
+    message_id: UUID
+    user_message_id: UUID
+    conversation_id: UUID
+    user_id: UUID
+    model: ModelSpec
+    thinking: bool
+    max_tokens: int
+    accepted_at: datetime
+    attempts: int = 0
+
+    def template_kwargs(self) -> dict[str, Any]:
+        if self.model.thinking == "optional" and self.model.thinking_switch:
+            return {self.model.thinking_switch: self.thinking}
+        return {}
+
+
+class TurnFailed(Exception):
+    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(eq=False)
+class Generation:
+    """The live state of one turn being generated here."""
+
+    turn: Turn
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    worker: str | None = None
+    rid: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    first_token_at: datetime | None = None
+    first_token_clock: float | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    announced: bool = False
+    cancel_requested: bool = False
+    # Set once the answer is being stored: a cancel arriving then changes nothing.
+    finishing: bool = False
+    dirty: bool = False
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.content or self.reasoning)
+
+    def text(self) -> tuple[str, str | None]:
+        reasoning = "".join(self.reasoning)
+        return "".join(self.content), reasoning or None
+
+
+# Called after a turn is stored as finished, in the same transaction: (session, turn, attached).
+Finisher = Callable[[AsyncSession, Turn, bool], Awaitable[None]]
+
+
+class TurnRunner:
+    """Starts, cancels and finishes the turns this replica owns."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        event_log: EventLog,
+        pool: WorkerPool,
+        client: SGLangClient,
+        settings: ChatSettings,
+        replica_id: UUID,
+    ) -> None:
+        self.sessions = sessions
+        self.event_log = event_log
+        self.pool = pool
+        self.client = client
+        self.settings = settings
+        self.replica_id = replica_id
+        self.running: dict[UUID, Generation] = {}
+        # Extra work done when a turn is stored, inside its transaction (the push outbox hooks in here).
+        self.finishers: list[Finisher] = []
+        # Work started after a turn completed, outside any transaction (conversation titles).
+        self.on_complete: list[Callable[[Turn], None]] = []
+        self._checkpointer: asyncio.Task[None] | None = None
+
+    # --- lifecycle ---
+    def start(self, turn: Turn) -> None:
+        generation = Generation(turn=turn, attempts=turn.attempts)
+        self.running[turn.message_id] = generation
+        generation.task = asyncio.create_task(self._run(generation), name=f"turn-{turn.message_id}")
+
+    async def cancel(self, turn_id: UUID) -> bool:
+        """Stop a turn generated here; False if it is not (it may run on another replica)."""
+        generation = self.running.get(turn_id)
+        if generation is None or generation.task is None or generation.task.done():
+            return False
+        if generation.finishing:
+            await asyncio.shield(generation.task)
+            return True
+        generation.cancel_requested = True
+        generation.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(generation.task)
+        return True
+
+    def live_text(self, turn_id: UUID) -> tuple[str, str | None] | None:
+        generation = self.running.get(turn_id)
+        return generation.text() if generation else None
+
+    async def start_checkpoints(self) -> None:
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="surge-checkpoints")
+
+    async def shutdown(self) -> None:
+        """Let running turns finish for a grace period; the rest are left to a surviving replica."""
+        if self.running:
+            tasks = [g.task for g in self.running.values() if g.task is not None]
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+
+    # --- one turn ---
+    async def _run(self, generation: Generation) -> None:
+        turn = generation.turn
+        try:
+            await self._generate(generation)
+            await self._complete(generation)
+        except asyncio.CancelledError:
+            if not generation.cancel_requested:
+                raise  # shutting down: the lease lapses and a surviving replica takes over
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            await self._abort_upstream(generation)
+            await self._store_end(generation, status="cancelled", finish_reason="cancelled")
+        except TurnFailed as failure:
+            await self._store_end(generation, status="failed", finish_reason="error", failure=failure)
+        except Exception:
+            logger.exception("turn crashed", extra={"turn": str(turn.message_id)})
+            await self._store_end(
+                generation,
+                status="failed",
+                finish_reason="error",
+                failure=TurnFailed("internal", "The answer could not be completed."),
+            )
+        finally:
+            self.running.pop(turn.message_id, None)
+
+    async def _generate(self, generation: Generation) -> None:
+        turn = generation.turn
+        async with self.sessions() as session:
+            branch = await MessageTree(session).path_to(turn.user_message_id)
+        prompt = render_prompt(
+            self.settings.system_prompt,
+            branch,
+            budget_tokens=turn.model.context_tokens - turn.max_tokens - CONTEXT_MARGIN_TOKENS,
+            drop_block_turns=self.settings.context_drop_block_turns,
+        )
+        tried: set[str] = set()
+        while True:
+            worker = self.pool.choose(
+                RouteRequest(
+                    model_id=turn.model.id,
+                    conversation_id=turn.conversation_id,
+                    prompt_chars=prompt.chars,
+                    exclude=frozenset(tried),
+                )
+            )
+            if worker is None:
+                raise TurnFailed(
+                    "upstream_unavailable", "No inference worker is available; retry later.", retry_after_s=5
+                )
+            tried.add(worker.url)
+            generation.attempts += 1
+            generation.worker = worker.url
+            # The rid is the message id, so an operator can follow a turn into SGLang's logs; later
+            # attempts get a suffix so that a worker never sees one rid twice.
+            generation.rid = (
+                str(turn.message_id)
+                if generation.attempts == 1
+                else f"{turn.message_id}-{generation.attempts}"
+            )
+            await self._mark_started(generation)
+            request = ChatRequest(
+                model=turn.model.served_name,
+                messages=prompt.messages,
+                rid=generation.rid,
+                max_tokens=turn.max_tokens,
+                chat_template_kwargs=turn.template_kwargs(),
+            )
+            try:
+                with self.pool.running(worker):
+                    await self._stream(generation, request)
+                return
+            except UpstreamError as error:
+                if generation.has_output:
+                    raise TurnFailed("upstream_error", "The model stopped answering mid-way.") from error
+                if not error.retryable:
+                    raise TurnFailed(error.code, error.message) from error
+                if generation.attempts >= self.settings.upstream_attempts:
+                    raise TurnFailed(
+                        "upstream_unavailable",
+                        "The model could not be reached; retry later.",
+                        retry_after_s=5,
+                    ) from error
+                metrics.UPSTREAM_RETRIES.labels(turn.model.id).inc()
+                logger.warning(
+                    "worker failed before the first token; trying another",
+                    extra={"turn": str(turn.message_id), "worker": worker.url, "error": error.message[:200]},
+                )
+
+    async def _stream(self, generation: Generation, request: ChatRequest) -> None:
+        assert generation.worker is not None
+        stream = self.client.stream_chat(generation.worker, request)
+        try:
+            timeout = self.settings.first_token_timeout_s
+            while True:
+                try:
+                    item = await asyncio.wait_for(anext(stream), timeout)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    await self._abort_upstream(generation)
+                    raise UpstreamError("no token within the timeout") from exc
+                if isinstance(item, Delta):
+                    if generation.first_token_at is None:
+                        self._first_token(generation)
+                        timeout = self.settings.token_gap_timeout_s
+                    if item.reasoning:
+                        generation.reasoning.append(item.reasoning)
+                        await self.event_log.append(
+                            generation.turn.message_id, "reasoning", {"delta": item.reasoning}
+                        )
+                    if item.content:
+                        generation.content.append(item.content)
+                        await self.event_log.append(
+                            generation.turn.message_id, "content", {"delta": item.content}
+                        )
+                    generation.dirty = True
+                elif isinstance(item, Finish):
+                    generation.finish_reason = item.reason
+                elif isinstance(item, Usage):
+                    generation.usage = item
+        finally:
+            await stream.aclose()
+        if generation.finish_reason is None:
+            raise UpstreamError("the stream ended without a finish reason")
+        if generation.finish_reason == "abort":
+            raise UpstreamError("the worker aborted the request", status=503)
+
+    def _first_token(self, generation: Generation) -> None:
+        turn = generation.turn
+        generation.first_token_at = datetime.now(UTC)
+        generation.first_token_clock = time.monotonic()
+        metrics.TIME_TO_FIRST_TOKEN.labels(turn.model.id).observe(
+            (generation.first_token_at - turn.accepted_at).total_seconds()
+        )
+
+    async def _mark_started(self, generation: Generation) -> None:
+        turn = generation.turn
+        now = datetime.now(UTC)
+        if generation.started_at is None:
+            generation.started_at = now
+        async with self.sessions() as session:
+            await session.execute(
+                update(m.Message)
+                .where(m.Message.id == turn.message_id, m.Message.lease_owner == self.replica_id)
+                .values(
+                    status="streaming",
+                    worker=generation.worker,
+                    started_at=generation.started_at,
+                    attempts=generation.attempts,
+                )
+            )
+            await session.commit()
+        if not generation.announced:
+            generation.announced = True
+            await self.event_log.append(turn.message_id, "started", {"model": turn.model.id})
+
+    async def _abort_upstream(self, generation: Generation) -> None:
+        if generation.worker and generation.rid:
+            await self.client.abort(generation.worker, generation.rid)
+
+    async def _complete(self, generation: Generation) -> None:
+        reason = "length" if generation.finish_reason == "length" else "stop"
+        await self._store_end(generation, status="complete", finish_reason=reason)
+        if (
+            generation.first_token_clock is not None
+            and generation.usage
+            and generation.usage.completion_tokens > 1
+        ):
+            gap = (time.monotonic() - generation.first_token_clock) / (generation.usage.completion_tokens - 1)
+            metrics.TIME_PER_OUTPUT_TOKEN.labels(generation.turn.model.id).observe(gap)
+        for callback in self.on_complete:
+            callback(generation.turn)
+
+    async def _store_end(
+        self, generation: Generation, *, status: str, finish_reason: str, failure: TurnFailed | None = None
+    ) -> None:
+        """Persist the turn's end, then append its terminal event (in that order, so that a client that
+        sees ``done`` and reads the message finds it finished)."""
+        turn = generation.turn
+        generation.finishing = True
+        content, reasoning = generation.text()
+        usage = generation.usage
+        values: dict[str, Any] = {
+            "status": status,
+            "finish_reason": finish_reason,
+            "content": content,
+            "reasoning": reasoning,
+            "worker": generation.worker,
+            "first_token_at": generation.first_token_at,
+            "completed_at": datetime.now(UTC),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if usage is not None:
+            values.update(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                cached_tokens=usage.cached_tokens,
+            )
+        if failure is not None:
+            values.update(error_code=failure.code, error_message=failure.message)
+        attached = await self._attached(turn.message_id)
+        stored: m.Message | None = None
+        for attempt in range(4):
+            try:
+                stored = await self._write_end(turn, values, attached)
+                break
+            except Exception:
+                logger.exception("storing a finished turn failed", extra={"turn": str(turn.message_id)})
+                await asyncio.sleep(0.5 * 2**attempt)
+        outcome = status if failure is None else f"failed:{failure.code}"
+        metrics.TURNS.labels(turn.model.id, outcome).inc()
+        if stored is None:
+            # Lost to another replica (our lease lapsed), or the database stayed down: a sweeper settles it
+            # from the event log, which still holds every delta.
+            return
+        if failure is not None:
+            payload: dict[str, Any] = {"code": failure.code, "message": failure.message}
+            if failure.retry_after_s is not None:
+                payload["retry_after_s"] = failure.retry_after_s
+            await self.event_log.append(turn.message_id, "error", payload)
+        else:
+            await self.event_log.append(
+                turn.message_id, "done", {"message": msgspec.to_builtins(message_view(stored))}
+            )
+
+    async def _attached(self, turn_id: UUID) -> bool:
+        try:
+            return await self.event_log.watchers(turn_id) > 0
+        except Exception:
+            return False
+
+    async def _write_end(self, turn: Turn, values: dict[str, Any], attached: bool) -> m.Message | None:
+        async with self.sessions() as session:
+            result = await session.execute(
+                update(m.Message)
+                .where(
+                    m.Message.id == turn.message_id,
+                    m.Message.lease_owner == self.replica_id,
+                    m.Message.status.in_(ACTIVE_STATUSES),
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                await session.rollback()
+                return None
+            for finisher in self.finishers:
+                await finisher(session, turn, attached)
+            await session.commit()
+            return await session.scalar(select(m.Message).where(m.Message.id == turn.message_id))
+
+    # --- checkpoints ---
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            try:
+                await self.checkpoint()
+            except Exception:
+                logger.exception("checkpointing streaming turns failed; retrying next interval")
+
+    async def checkpoint(self) -> None:
+        """Save every streaming turn's text so far, in one transaction for the whole replica."""
+        dirty = [g for g in self.running.values() if g.dirty]
+        if not dirty:
+            return
+        rows = []
+        for generation in dirty:
+            generation.dirty = False
+            content, reasoning = generation.text()
+            rows.append(
+                {
+                    "turn_id": generation.turn.message_id,
+                    "content": content,
+                    "reasoning": reasoning,
+                    "first_token_at": generation.first_token_at,
+                }
+            )
+        async with self.sessions() as session:
+            for row in rows:
+                await session.execute(
+                    update(m.Message)
+                    .where(
+                        m.Message.id == row["turn_id"],
+                        m.Message.lease_owner == self.replica_id,
+                        m.Message.status.in_(ACTIVE_STATUSES),
+                    )
+                    .values(
+                        content=row["content"],
+                        reasoning=row["reasoning"],
+                        first_token_at=row["first_token_at"],
+                    )
+                )
+            await session.commit()
+
+    async def renew_leases(self) -> None:
+        """Extend this replica's claim on every turn it is generating (one statement)."""
+        async with self.sessions() as session:
+            await session.execute(
+                update(m.Message)
+                .where(m.Message.lease_owner == self.replica_id, m.Message.status.in_(ACTIVE_STATUSES))
+                .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.lease_ttl_s))
+            )
+            await session.commit()

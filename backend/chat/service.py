@@ -1,0 +1,395 @@
+"""Turn logic without HTTP: accept a message (or a regeneration), cancel, feedback, read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.chat.control import ControlChannel
+from backend.chat.event_log import EventLog
+from backend.chat.runner import ACTIVE_STATUSES, Turn, TurnRunner
+from backend.conversations.schemas import message_view
+from backend.conversations.service import ConversationService
+from backend.conversations.tree import MessageTree
+from backend.db import models as m
+from backend.errors import Conflict, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from backend.observability import metrics
+from backend.settings import ChatSettings, InferenceSettings, ModelSpec
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+CANCEL_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedTurn:
+    user_message: m.Message
+    assistant_message: m.Message
+    # False when an Idempotency-Key matched an earlier request: nothing new was created.
+    created: bool
+
+
+class UserLocks:
+    """Serialises one user's turn acceptance within this process (SQLite cannot lock a row)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[UUID, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def hold(self, user_id: UUID) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(user_id, None)
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
+
+
+class TurnService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        chat: ChatSettings,
+        inference: InferenceSettings,
+        runner: TurnRunner,
+        event_log: EventLog,
+        control: ControlChannel,
+        user_locks: UserLocks,
+        replica_id: UUID,
+    ) -> None:
+        self.session = session
+        self.chat = chat
+        self.inference = inference
+        self.runner = runner
+        self.event_log = event_log
+        self.control = control
+        self.user_locks = user_locks
+        self.replica_id = replica_id
+        self.conversations = ConversationService(session, inference)
+        self.tree = MessageTree(session)
+
+    # --- reading ---
+    async def owned_message(self, user_id: UUID, message_id: UUID) -> m.Message:
+        message = await self.session.scalar(
+            select(m.Message)
+            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+            .where(m.Message.id == message_id, m.Conversation.user_id == user_id)
+        )
+        if message is None:
+            raise NotFound("Message not found.")
+        return message
+
+    async def owned_answer(self, user_id: UUID, message_id: UUID) -> m.Message:
+        message = await self.owned_message(user_id, message_id)
+        if message.role != "assistant":
+            raise NotFound("No assistant message with this id.")
+        return message
+
+    async def with_live_text(self, message: m.Message) -> m.Message:
+        """While a turn streams, its row lags by up to a checkpoint: fill in the text generated so far."""
+        if message.status not in ACTIVE_STATUSES:
+            return message
+        live = self.runner.live_text(message.id)
+        if live is None:
+            events = await self.event_log.read(message.id)
+            deltas = [(e.event, e.payload()["delta"]) for e in events if e.event in ("reasoning", "content")]
+            if deltas:
+                live = (
+                    "".join(text for kind, text in deltas if kind == "content"),
+                    "".join(text for kind, text in deltas if kind == "reasoning") or None,
+                )
+        if live is not None:
+            self.session.expunge(message)
+            message.content, message.reasoning = live
+        return message
+
+    # --- accepting ---
+    def resolve_model(self, requested: str | None, fallback: str) -> ModelSpec:
+        model = self.inference.model(requested or fallback) or self.inference.default
+        if requested and self.inference.model(requested) is None:
+            raise ValidationFailed(
+                "Unknown model.", fields={"model": f"not one of GET /v1/models: {requested}"}
+            )
+        return model
+
+    @staticmethod
+    def resolve_thinking(model: ModelSpec, requested: bool | None) -> bool:
+        if model.thinking == "always":
+            return True
+        if model.thinking == "never":
+            return False
+        return bool(requested)
+
+    def check_content(self, content: str) -> None:
+        if not content.strip():
+            raise ValidationFailed("The message is empty.", fields={"content": "must not be blank"})
+        if len(content) > self.chat.content_max_chars:
+            raise PayloadTooLarge(f"The message is longer than {self.chat.content_max_chars} characters.")
+
+    async def send(
+        self, user: m.User, conversation_id: UUID, body: Any, idempotency_key: str | None
+    ) -> AcceptedTurn:
+        """Store the user message and a queued answer in one transaction, then start generating."""
+        self.check_content(body.content)
+        conversation = await self.conversations.owned(user.id, conversation_id)
+        model = self.resolve_model(body.model, conversation.model)
+        fingerprint = request_hash(
+            {
+                "content": body.content,
+                "parent_id": str(body.parent_id) if body.parent_id else None,
+                "model": body.model,
+                "thinking": body.thinking,
+            }
+        )
+        scope = f"send:{conversation_id}"
+        async with self._accepting(user.id):
+            if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
+                return replay
+            await self._check_concurrency(user.id)
+            parent_id = (
+                body.parent_id
+                if body.parent_id is not None
+                else await self.tree.current_leaf_id(conversation)
+            )
+            if parent_id is not None:
+                await self._check_parent(conversation.id, parent_id)
+            now = datetime.now(UTC)
+            user_message = await self.tree.append(
+                conversation,
+                parent_id=parent_id,
+                role="user",
+                content=body.content,
+                status="complete",
+                now=now,
+            )
+            conversation.model = model.id
+            return await self._accept_answer(
+                user,
+                conversation,
+                user_message,
+                model,
+                self.resolve_thinking(model, body.thinking),
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+
+    async def regenerate(
+        self, user: m.User, answer_id: UUID, body: Any, idempotency_key: str | None
+    ) -> AcceptedTurn:
+        """A new answer to the same user message, as a sibling of ``answer_id``."""
+        answer = await self.owned_answer(user.id, answer_id)
+        conversation = await self.conversations.owned(user.id, answer.conversation_id)
+        user_message = await self.session.get(m.Message, answer.parent_id) if answer.parent_id else None
+        if user_message is None:
+            raise NotFound("Message not found.")
+        model = self.resolve_model(body.model, answer.model or conversation.model)
+        fingerprint = request_hash({"model": body.model, "thinking": body.thinking})
+        scope = f"regenerate:{answer_id}"
+        async with self._accepting(user.id):
+            if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
+                return replay
+            await self._check_concurrency(user.id)
+            return await self._accept_answer(
+                user,
+                conversation,
+                user_message,
+                model,
+                self.resolve_thinking(model, body.thinking),
+                scope=scope,
+                key=idempotency_key,
+                fingerprint=fingerprint,
+            )
+
+    async def _accept_answer(
+        self,
+        user: m.User,
+        conversation: m.Conversation,
+        user_message: m.Message,
+        model: ModelSpec,
+        thinking: bool,
+        *,
+        scope: str,
+        key: str | None,
+        fingerprint: str,
+    ) -> AcceptedTurn:
+        now = datetime.now(UTC)
+        answer = await self.tree.append(
+            conversation,
+            parent_id=user_message.id,
+            role="assistant",
+            content="",
+            status="queued",
+            model=model.id,
+        )
+        answer.thinking = thinking
+        answer.max_tokens = model.max_output_tokens
+        answer.lease_owner = self.replica_id
+        answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
+        if key is not None:
+            self.session.add(
+                m.IdempotencyKey(
+                    user_id=user.id,
+                    scope=scope,
+                    key=key,
+                    request_hash=fingerprint,
+                    user_message_id=user_message.id,
+                    assistant_message_id=answer.id,
+                    expires_at=now + IDEMPOTENCY_TTL,
+                )
+            )
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            # The same key raced in from a retry that got here first: answer with its turn.
+            await self.session.rollback()
+            replay = await self._replay(user.id, scope, key, fingerprint) if key else None
+            if replay is None:
+                raise
+            return replay
+        metrics.TURNS_STARTED.labels(model.id).inc()
+        self.runner.start(
+            Turn(
+                message_id=answer.id,
+                user_message_id=user_message.id,
+                conversation_id=conversation.id,
+                user_id=user.id,
+                model=model,
+                thinking=thinking,
+                max_tokens=model.max_output_tokens,
+                accepted_at=answer.created_at,
+            )
+        )
+        return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
+
+    @asynccontextmanager
+    async def _accepting(self, user_id: UUID) -> AsyncIterator[None]:
+        """One turn acceptance at a time per user, so that the concurrency cap cannot be raced."""
+        async with self.user_locks.hold(user_id):
+            if self.session.get_bind().dialect.name == "postgresql":
+                # Across replicas: a row lock on the user until this transaction ends.
+                await self.session.execute(select(m.User.id).where(m.User.id == user_id).with_for_update())
+            yield
+
+    async def _replay(
+        self, user_id: UUID, scope: str, key: str | None, fingerprint: str
+    ) -> AcceptedTurn | None:
+        if key is None:
+            return None
+        stored = await self.session.scalar(
+            select(m.IdempotencyKey).where(
+                m.IdempotencyKey.user_id == user_id,
+                m.IdempotencyKey.scope == scope,
+                m.IdempotencyKey.key == key,
+                m.IdempotencyKey.expires_at > datetime.now(UTC),
+            )
+        )
+        if stored is None:
+            return None
+        if stored.request_hash != fingerprint:
+            raise Conflict("This Idempotency-Key was already used with a different request.")
+        user_message = await self.session.get(m.Message, stored.user_message_id)
+        answer = await self.session.get(m.Message, stored.assistant_message_id)
+        if user_message is None or answer is None:
+            raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
+        return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
+
+    async def _check_concurrency(self, user_id: UUID) -> None:
+        active = await self.session.scalar(
+            select(func.count())
+            .select_from(m.Message)
+            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+            .where(m.Conversation.user_id == user_id, m.Message.status.in_(ACTIVE_STATUSES))
+        )
+        if (active or 0) >= self.chat.max_concurrent_turns:
+            raise RateLimited(
+                f"At most {self.chat.max_concurrent_turns} answers can be generated at once; "
+                "wait for one to finish.",
+                retry_after_s=5,
+            )
+
+    async def _check_parent(self, conversation_id: UUID, parent_id: UUID) -> None:
+        parent = await self.session.get(m.Message, parent_id)
+        if parent is None or parent.conversation_id != conversation_id:
+            raise ValidationFailed(
+                "No such message in this conversation.", fields={"parent_id": "not in this conversation"}
+            )
+        if parent.role != "assistant":
+            raise ValidationFailed(
+                "A message answers an assistant message (or starts the conversation with parent_id null).",
+                fields={"parent_id": "must be an assistant message"},
+            )
+        if parent.status in ACTIVE_STATUSES:
+            raise Conflict("The previous answer is still being generated; wait for it or cancel it.")
+
+    # --- after accepting ---
+    async def cancel(self, user: m.User, answer_id: UUID) -> m.Message:
+        """Stop generation wherever it runs; the partial text stays, ``status`` becomes ``cancelled``."""
+        answer = await self.owned_answer(user.id, answer_id)
+        if answer.status in ACTIVE_STATUSES:
+            if not await self.runner.cancel(answer.id):
+                await self.control.request_cancel(answer.id)
+                if not await self._await_terminal(answer.id):
+                    await self._force_cancel(answer)
+            answer = await self.session.get(m.Message, answer.id, populate_existing=True) or answer
+        return answer
+
+    async def _await_terminal(self, turn_id: UUID) -> bool:
+        """Wait (bounded) for the owning replica to end the turn after a remote cancel."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CANCEL_WAIT_S):
+                async for event in self.event_log.follow(turn_id, 0, heartbeat_s=1.0):
+                    if event is not None and event.terminal:
+                        return True
+        return False
+
+    async def _force_cancel(self, answer: m.Message) -> None:
+        """Nobody answered the cancel (the owner is gone or cut off): end the turn from here. The owner,
+        if alive, is fenced off: its writes require its own lease."""
+        text = await self.with_live_text(answer)
+        result = await self.session.execute(
+            update(m.Message)
+            .where(m.Message.id == answer.id, m.Message.status.in_(ACTIVE_STATUSES))
+            .values(
+                status="cancelled",
+                finish_reason="cancelled",
+                content=text.content,
+                reasoning=text.reasoning,
+                completed_at=datetime.now(UTC),
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        await self.session.commit()
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            stored = await self.session.get(m.Message, answer.id, populate_existing=True)
+            if stored is not None:
+                await self.event_log.append(
+                    answer.id, "done", {"message": msgspec.to_builtins(message_view(stored))}
+                )
+
+    async def feedback(
+        self, user: m.User, answer_id: UUID, rating: str | None, comment: str | None
+    ) -> m.Message:
+        answer = await self.owned_answer(user.id, answer_id)
+        answer.feedback = rating
+        answer.feedback_comment = comment if rating is not None else None
+        await self.session.commit()
+        return answer

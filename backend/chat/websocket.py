@@ -1,0 +1,218 @@
+"""``GET /v1/ws``: one socket per app instance, multiplexing any number of turns (API.md, WebSocket)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from backend.accounts.auth import authenticate_token
+from backend.chat.events import WsFrame, ws_frame
+from backend.chat.schemas import Content, ModelId
+from backend.chat.stream import turn_events
+from backend.conversations.schemas import message_view
+from backend.db import models as m
+from backend.deps import RuntimeDep
+from backend.errors import ApiError, NotFound
+from backend.runtime import Runtime
+
+logger = logging.getLogger("surge.chat")
+
+AUTH_TIMEOUT_S = 10.0
+CLOSE_UNAUTHORIZED = 4401
+Ref = Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class AuthFrame(msgspec.Struct, tag="auth", tag_field="type"):
+    access_token: str
+
+
+class SendFrame(msgspec.Struct, tag="send", tag_field="type"):
+    conversation_id: UUID
+    content: Content
+    parent_id: UUID | None = None
+    model: ModelId | None = None
+    thinking: bool | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    ref: Ref | None = None
+    stream: bool = False  # unused on a socket: a send always subscribes to its answer
+
+
+class SubscribeFrame(msgspec.Struct, tag="subscribe", tag_field="type"):
+    message_id: UUID
+    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    ref: Ref | None = None
+
+
+class CancelFrame(msgspec.Struct, tag="cancel", tag_field="type"):
+    message_id: UUID
+    ref: Ref | None = None
+
+
+class PingFrame(msgspec.Struct, tag="ping", tag_field="type"):
+    ref: Ref | None = None
+
+
+ClientFrame = AuthFrame | SendFrame | SubscribeFrame | CancelFrame | PingFrame
+_decode_frame = msgspec.json.Decoder(ClientFrame).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class Session:
+    """One authenticated socket: a writer, the subscriptions it follows, the token's expiry."""
+
+    def __init__(
+        self, socket: WebSocket[Any, Any, Any], runtime: Runtime, user_id: UUID, expires_at: datetime
+    ) -> None:
+        self.socket = socket
+        self.runtime = runtime
+        self.user_id = user_id
+        self.expires_at = expires_at
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        self.subscriptions: dict[UUID, asyncio.Task[None]] = {}
+        self.overflowed = asyncio.Event()
+
+    def send(self, frame: bytes) -> None:
+        # A client too slow to drain a thousand frames is dropped rather than buffered without bound.
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+    def error(self, code: str, message: str, ref: str | None = None) -> None:
+        self.send(_encode(WsFrame(type="error", data={"code": code, "message": message}, ref=ref)))
+
+    async def writer(self) -> None:
+        while not self.overflowed.is_set():
+            await self.socket.send_text((await self.outbox.get()).decode())
+
+    async def user(self) -> m.User:
+        async with self.runtime.sessions() as session:
+            user = await session.get(m.User, self.user_id)
+        if user is None:
+            raise NotFound("The account no longer exists.")
+        return user
+
+    def subscribe(self, message: m.Message, after: int) -> None:
+        previous = self.subscriptions.pop(message.id, None)
+        if previous is not None:
+            previous.cancel()
+        self.subscriptions[message.id] = asyncio.create_task(self._follow(message, after))
+
+    async def _follow(self, message: m.Message, after: int) -> None:
+        async for event in turn_events(self.runtime.event_log, message, after, transport="websocket"):
+            if event is not None:
+                self.send(ws_frame(message.id, event))
+        self.subscriptions.pop(message.id, None)
+
+    async def handle(self, frame: ClientFrame) -> None:
+        if isinstance(frame, PingFrame):
+            self.send(_encode(WsFrame(type="pong", data={}, ref=frame.ref)))
+        elif isinstance(frame, AuthFrame):
+            verified = self.runtime.access_tokens.verify(frame.access_token)
+            if verified is None or verified[0] != self.user_id:
+                self.error("unauthorized", "Invalid access token.")
+            else:
+                self.expires_at = verified[1]  # a fresh token extends the socket's life
+        elif isinstance(frame, SendFrame):
+            user = await self.user()
+            async with self.runtime.sessions() as session:
+                accepted = await self.runtime.turn_service(session).send(
+                    user, frame.conversation_id, frame, frame.idempotency_key
+                )
+            answer = accepted.assistant_message
+            data = {
+                "user_message": msgspec.to_builtins(message_view(accepted.user_message)),
+                "assistant_message": msgspec.to_builtins(message_view(answer)),
+            }
+            self.send(_encode(WsFrame(type="turn", data=data, message_id=answer.id, ref=frame.ref)))
+            self.subscribe(answer, 0)
+        elif isinstance(frame, SubscribeFrame):
+            async with self.runtime.sessions() as session:
+                message = await self.runtime.turn_service(session).owned_answer(
+                    self.user_id, frame.message_id
+                )
+            self.subscribe(message, frame.after)
+        elif isinstance(frame, CancelFrame):
+            user = await self.user()
+            async with self.runtime.sessions() as session:
+                await self.runtime.turn_service(session).cancel(user, frame.message_id)
+
+    async def close(self) -> None:
+        for task in self.subscriptions.values():
+            task.cancel()
+        await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
+
+
+async def _authenticate(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> tuple[UUID, datetime] | None:
+    try:
+        raw = await asyncio.wait_for(socket.receive_data(mode="text"), AUTH_TIMEOUT_S)
+        frame = _decode_frame(raw)
+    except (TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not isinstance(frame, AuthFrame):
+        return None
+    verified = runtime.access_tokens.verify(frame.access_token)
+    if verified is None:
+        return None
+    try:
+        await authenticate_token(runtime, frame.access_token)  # the account must still exist
+    except ApiError:
+        return None
+    return (verified[0], verified[1])
+
+
+@websocket("/v1/ws", exclude_from_auth=True)
+async def chat_socket(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
+    await socket.accept()
+    verified = await _authenticate(socket, runtime)
+    if verified is None:
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
+        return
+    session = Session(socket, runtime, *verified)
+    writer = asyncio.create_task(session.writer())
+    receiver = asyncio.create_task(_receive(socket, session))
+    try:
+        while not receiver.done():
+            remaining = (session.expires_at - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                await asyncio.sleep(0.2)  # let queued frames out before closing
+                await socket.close(code=CLOSE_UNAUTHORIZED, reason="access token expired")
+                break
+            await asyncio.wait(
+                {receiver, writer}, timeout=min(remaining, 30.0), return_when=asyncio.FIRST_COMPLETED
+            )
+            if writer.done() or session.overflowed.is_set():
+                await socket.close(code=1013, reason="client too slow")
+                break
+    finally:
+        for task in (receiver, writer):
+            task.cancel()
+        await asyncio.gather(receiver, writer, return_exceptions=True)
+        await session.close()
+
+
+async def _receive(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+    while True:
+        try:
+            raw = await socket.receive_data(mode="text")
+        except WebSocketDisconnect:
+            return
+        ref = None
+        try:
+            frame = _decode_frame(raw)
+            ref = getattr(frame, "ref", None)
+            await session.handle(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            session.error("validation_error", f"Bad frame: {exc}")
+        except ApiError as exc:
+            session.error(exc.code, exc.message, ref)
+        except Exception:
+            logger.exception("websocket frame failed")
+            session.error("internal", "Internal error.", ref)
