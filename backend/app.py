@@ -90,6 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
         client=sglang,
         settings=settings.chat,
         replica_id=replica_id,
+        shutdown_grace_s=settings.server.shutdown_grace_s,
     )
     if settings.chat.auto_titles:
         runner.on_complete.append(TitleWriter(sessions=sessions, pool=pool, client=sglang).after_turn)

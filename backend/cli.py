@@ -46,7 +46,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,
         proxy_headers=False,
         # Streams end with their turn; give them time to finish on a rolling restart.
-        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+        timeout_graceful_shutdown=int(settings.server.shutdown_grace_s),
     )
 
 

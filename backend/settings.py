@@ -40,7 +40,9 @@ class ServerSettings(SettingsGroup, kw_only=True, frozen=True):
     data_dir: Annotated[str, doc("Where the embedded default keeps its SQLite file and worker logs")] = (
         ".surge"
     )
-    shutdown_grace_s: Annotated[int, doc("Seconds a stopping process lets open streams finish")] = 30
+    shutdown_grace_s: Annotated[
+        float, doc("Seconds a stopping process lets its turns and streams finish")
+    ] = 30.0
 
 
 class DatabaseSettings(SettingsGroup, kw_only=True, frozen=True):
@@ -174,7 +176,6 @@ class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
         int, doc("Old turns dropped at a time when a conversation outgrows the context")
     ] = 4
     auto_titles: Annotated[bool, doc("Name untitled conversations after their first answer")] = True
-    shutdown_grace_s: Annotated[float, doc("Seconds a stopping replica lets its turns finish")] = 25.0
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):

@@ -7,21 +7,23 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
+import uvicorn
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.app import create_app
 from backend.db.engine import create_engine, session_factory
 from backend.db.migrate import upgrade
 from backend.settings import Settings, load_settings
-from loadtests.sglang_sim import SimConfig, run_subprocess
+from loadtests.sglang_sim import SimConfig, free_port, run_subprocess
 from tests.services import (
     execute_admin,
     postgres_available,
@@ -111,11 +113,14 @@ def database_url(
         asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def make_settings(database_url: str, tmp_path: Path, *, workers: list[str] | None = None, **environ: str) -> Settings:
+def make_settings(
+    database_url: str, tmp_path: Path, *, workers: list[str] | None = None, **environ: str
+) -> Settings:
     """Laptop settings on ``database_url`` and ``workers``, with cheap password hashing so tests stay fast."""
     base = {
         "SURGE_MODELS": models_json(workers or ["http://127.0.0.1:9"]),
         "SURGE_AUTO_TITLES": "false",
+        "SURGE_SHUTDOWN_GRACE_S": "0.5",
         "SURGE_ENV": "test",
         "SURGE_DATABASE_URL": database_url,
         "SURGE_DATA_DIR": str(tmp_path),
@@ -151,10 +156,33 @@ def app(settings: Settings) -> Litestar:
     return create_app(settings)
 
 
+@asynccontextmanager
+async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """The app behind a real uvicorn on a free port, and a client for it.
+
+    Not Litestar's test client: it runs each request to completion before returning, so streams would
+    not stream, hanging up would not hang up, and anything the test runs concurrently would stall.
+    """
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the app did not start")
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app=app) as test_client:
-        yield test_client
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(app) as http:
+        yield http
 
 
 @dataclass

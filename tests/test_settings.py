@@ -68,3 +68,14 @@ def test_create_app_refuses_to_start_in_production_with_a_default_secret():
 def test_the_readme_configuration_table_is_the_generated_one():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert settings_table() in readme, "run `uv run surge settings` and paste the table into README.md"
+
+
+def test_every_setting_has_its_own_variable():
+    from backend.settings import GROUPS, env_name
+
+    import msgspec
+
+    names = [
+        env_name(group, field.name) for group in GROUPS.values() for field in msgspec.structs.fields(group)
+    ]
+    assert len(names) == len(set(names))

@@ -92,7 +92,9 @@ class LeaseKeeper:
         try:
             await self._join()
         except (OSError, SQLAlchemyError) as exc:
-            logger.warning("database unreachable at start-up; will retry", extra={"error": type(exc).__name__})
+            logger.warning(
+                "database unreachable at start-up; will retry", extra={"error": type(exc).__name__}
+            )
         self._task = asyncio.create_task(self._loop(), name="surge-lease-keeper")
 
     async def _join(self) -> None:

@@ -113,6 +113,7 @@ class TurnRunner:
         client: SGLangClient,
         settings: ChatSettings,
         replica_id: UUID,
+        shutdown_grace_s: float,
     ) -> None:
         self.sessions = sessions
         self.event_log = event_log
@@ -120,6 +121,7 @@ class TurnRunner:
         self.client = client
         self.settings = settings
         self.replica_id = replica_id
+        self.shutdown_grace_s = shutdown_grace_s
         self.running: dict[UUID, Generation] = {}
         # Extra work done when a turn is stored, inside its transaction (the push outbox hooks in here).
         self.finishers: list[Finisher] = []
@@ -158,7 +160,7 @@ class TurnRunner:
         """Let running turns finish for a grace period; the rest are left to a surviving replica."""
         if self.running:
             tasks = [g.task for g in self.running.values() if g.task is not None]
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_s)
+            _, pending = await asyncio.wait(tasks, timeout=self.shutdown_grace_s)
             for task in pending:
                 task.cancel()
             if pending:

@@ -16,11 +16,12 @@ Comment = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class SendMessage(msgspec.Struct):
-    """A user message and how to answer it. ``parent_id`` defaults to the current leaf; naming an
-    earlier message's parent edits that message (the new one becomes its sibling)."""
+    """A user message and how to answer it. Without ``parent_id`` it continues the current branch;
+    naming an earlier message's parent edits that message (the new one becomes its sibling), and
+    ``"parent_id": null`` edits the first message (a new root)."""
 
     content: Content
-    parent_id: UUID | None = None
+    parent_id: UUID | None | msgspec.UnsetType = msgspec.UNSET
     model: ModelId | None = None
     thinking: bool | None = None
     stream: bool = False

@@ -150,10 +150,11 @@ class TurnService:
         self.check_content(body.content)
         conversation = await self.conversations.owned(user.id, conversation_id)
         model = self.resolve_model(body.model, conversation.model)
+        explicit_parent = body.parent_id is not msgspec.UNSET
         fingerprint = request_hash(
             {
                 "content": body.content,
-                "parent_id": str(body.parent_id) if body.parent_id else None,
+                "parent_id": str(body.parent_id) if explicit_parent else "(current leaf)",
                 "model": body.model,
                 "thinking": body.thinking,
             }
@@ -163,11 +164,7 @@ class TurnService:
             if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
                 return replay
             await self._check_concurrency(user.id)
-            parent_id = (
-                body.parent_id
-                if body.parent_id is not None
-                else await self.tree.current_leaf_id(conversation)
-            )
+            parent_id = body.parent_id if explicit_parent else await self.tree.current_leaf_id(conversation)
             if parent_id is not None:
                 await self._check_parent(conversation.id, parent_id)
             now = datetime.now(UTC)

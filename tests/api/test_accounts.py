@@ -212,13 +212,11 @@ async def test_export_contains_everything_the_account_owns(client, alice, bob):
 
 
 async def test_signup_is_rate_limited_per_ip_with_retry_after(database_url, tmp_path):
-    from litestar.testing import AsyncTestClient
-
     from backend.app import create_app
-    from tests.conftest import make_settings
+    from tests.conftest import make_settings, serve
 
     app = create_app(make_settings(database_url, tmp_path, SURGE_SIGNUP_PER_IP_PER_HOUR="2"))
-    async with AsyncTestClient(app=app) as client:
+    async with serve(app) as client:
         for index in range(2):
             await sign_up(client, f"limit{index}@example.com")
         response = await client.post(
@@ -231,13 +229,11 @@ async def test_signup_is_rate_limited_per_ip_with_retry_after(database_url, tmp_
 
 
 async def test_login_is_rate_limited_per_email(database_url, tmp_path):
-    from litestar.testing import AsyncTestClient
-
     from backend.app import create_app
-    from tests.conftest import make_settings
+    from tests.conftest import make_settings, serve
 
     app = create_app(make_settings(database_url, tmp_path, SURGE_LOGIN_PER_EMAIL_PER_10MIN="3"))
-    async with AsyncTestClient(app=app) as client:
+    async with serve(app) as client:
         account: Account = await sign_up(client, "target@example.com")
         statuses = [
             (

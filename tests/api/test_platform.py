@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import error_of, make_settings
+from tests.conftest import error_of, make_settings, serve
 
 
 async def test_every_response_carries_a_request_id(client, alice):
@@ -37,12 +37,10 @@ async def test_a_wrong_method_is_a_method_not_allowed_envelope(client):
 
 
 async def test_an_oversized_body_is_payload_too_large(database_url, tmp_path):
-    from litestar.testing import AsyncTestClient
-
     from backend.app import create_app
 
     app = create_app(make_settings(database_url, tmp_path, SURGE_MAX_BODY_BYTES="1024"))
-    async with AsyncTestClient(app=app) as client:
+    async with serve(app) as client:
         response = await client.post(
             "/v1/auth/signup", json={"email": "big@example.com", "password": "x" * 2000}
         )
@@ -58,13 +56,11 @@ async def test_healthz_and_readyz(client):
 
 
 async def test_readyz_is_503_naming_the_failed_check_when_the_database_is_gone(tmp_path):
-    from litestar.testing import AsyncTestClient
-
     from backend.app import create_app
 
     # Nothing listens on port 1: the database is unreachable.
     app = create_app(make_settings("postgresql+asyncpg://surge@127.0.0.1:1/surge", tmp_path))
-    async with AsyncTestClient(app=app) as client:
+    async with serve(app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("failed")

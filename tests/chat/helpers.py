@@ -31,7 +31,11 @@ def parse_sse(text: str) -> tuple[list[Event], int]:
             name, _, value = line.partition(": ")
             fields[name] = value
         if "event" in fields:
-            events.append(Event(fields["event"], json.loads(fields["data"]), int(fields["id"]) if "id" in fields else None))
+            events.append(
+                Event(
+                    fields["event"], json.loads(fields["data"]), int(fields["id"]) if "id" in fields else None
+                )
+            )
     return events, pings
 
 
@@ -61,7 +65,9 @@ async def read_until(client, url: str, *, count: int, headers: dict[str, str]) -
     return events
 
 
-async def wait_finished(client, message_id: str, headers: dict[str, str], timeout: float = 30.0) -> dict[str, Any]:
+async def wait_finished(
+    client, message_id: str, headers: dict[str, str], timeout: float = 30.0
+) -> dict[str, Any]:
     """Poll the message until it reaches a terminal status."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.chat.helpers import check_log, concatenated, read_stream, wait_finished
-from tests.conftest import error_of
+from tests.chat.helpers import check_log, concatenated, parse_sse, read_stream, read_until, wait_finished
+from tests.conftest import error_of, sign_up
 
 
 async def new_conversation(client, account, **body) -> str:
@@ -56,7 +56,9 @@ async def test_streamed_text_equals_the_stored_text(client, alice):
 async def test_an_unknown_model_is_a_validation_error(client, alice):
     conversation = await new_conversation(client, alice)
     response = await client.post(
-        f"/v1/conversations/{conversation}/messages", json={"content": "hi", "model": "nope"}, headers=alice.headers
+        f"/v1/conversations/{conversation}/messages",
+        json={"content": "hi", "model": "nope"},
+        headers=alice.headers,
     )
     assert response.status_code == 400
     assert "model" in error_of(response)["fields"]
@@ -75,3 +77,129 @@ async def test_models_lists_the_configured_models(client, alice):
             }
         ]
     }
+
+
+async def test_resuming_after_every_seq_replays_exactly_the_rest(client, alice):
+    conversation = await new_conversation(client, alice)
+    turn = (
+        await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": "Tell me about tides", "thinking": True},
+            headers=alice.headers,
+        )
+    ).json()
+    answer = turn["assistant_message"]["id"]
+    full = await read_stream(client, "GET", f"/v1/messages/{answer}/events", headers=alice.headers)
+    check_log(full)
+    for after in range(len(full)):
+        resumed = await read_stream(
+            client, "GET", f"/v1/messages/{answer}/events?after={after}", headers=alice.headers
+        )
+        assert [(e.seq, e.name, e.data) for e in resumed] == [(e.seq, e.name, e.data) for e in full[after:]]
+    # Last-Event-ID, as EventSource sends it on reconnect, means the same as ?after=.
+    by_header = await read_stream(
+        client, "GET", f"/v1/messages/{answer}/events", headers={**alice.headers, "Last-Event-ID": "2"}
+    )
+    assert [e.seq for e in by_header] == [e.seq for e in full[2:]]
+
+
+async def test_resuming_mid_stream_continues_without_gap_or_duplicate(client, alice):
+    conversation = await new_conversation(client, alice)
+    turn = (
+        await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": "A long story please", "thinking": True},
+            headers=alice.headers,
+        )
+    ).json()
+    answer = turn["assistant_message"]["id"]
+    first = await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=alice.headers)
+    rest = await read_stream(
+        client, "GET", f"/v1/messages/{answer}/events?after={first[-1].seq}", headers=alice.headers
+    )
+    combined = first + rest
+    check_log(combined)
+    final = combined[-1].data["message"]
+    assert concatenated(combined, "reasoning") == (final["reasoning"] or "")
+    assert concatenated(combined, "content") == final["content"]
+
+
+async def test_hanging_up_does_not_stop_generation(client, alice):
+    conversation = await new_conversation(client, alice)
+    events = []
+    async with client.stream(
+        "POST",
+        f"/v1/conversations/{conversation}/messages",
+        json={"content": "Explain photosynthesis", "thinking": True, "stream": True},
+        headers=alice.headers,
+    ) as response:
+        async for chunk in response.aiter_text():
+            events.extend(parse_sse(chunk)[0])
+            if len(events) >= 2:
+                break  # the phone goes to sleep
+    answer = events[0].data["assistant_message"]["id"]
+    finished = await wait_finished(client, answer, alice.headers)
+    assert finished["status"] == "complete" and finished["usage"]["completion_tokens"] > 0
+    replay = await read_stream(client, "GET", f"/v1/messages/{answer}/events", headers=alice.headers)
+    assert concatenated(replay, "reasoning") == (finished["reasoning"] or "")
+    assert concatenated(replay, "content") == finished["content"]
+
+
+async def test_get_message_shows_the_text_so_far_while_streaming(client, alice):
+    conversation = await new_conversation(client, alice)
+    turn = (
+        await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": "Stream me", "thinking": True},
+            headers=alice.headers,
+        )
+    ).json()
+    answer = turn["assistant_message"]["id"]
+    await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=alice.headers)
+    during = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
+    if during["status"] == "streaming":
+        assert during["reasoning"] or during["content"]
+    finished = await wait_finished(client, answer, alice.headers)
+    assert finished["reasoning"].startswith(during["reasoning"] or "")
+
+
+async def test_cancel_stops_generation_upstream_and_keeps_the_partial_text(client_with):
+    async with client_with([{"sim_speedup": 2.0}]) as (client, sims):
+        alice = await sign_up(client)
+        conversation = await new_conversation(client, alice)
+        turn = (
+            await client.post(
+                f"/v1/conversations/{conversation}/messages",
+                json={"content": "Write a very long essay", "thinking": True},
+                headers=alice.headers,
+            )
+        ).json()
+        answer = turn["assistant_message"]["id"]
+        await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=alice.headers)
+        response = await client.post(f"/v1/messages/{answer}/cancel", headers=alice.headers)
+        assert response.status_code == 200
+        cancelled = response.json()
+        assert cancelled["status"] == "cancelled" and cancelled["finish_reason"] == "cancelled"
+        assert cancelled["reasoning"] or cancelled["content"]
+        events = await read_stream(client, "GET", f"/v1/messages/{answer}/events", headers=alice.headers)
+        check_log(events)
+        assert events[-1].name == "done" and events[-1].data["message"]["status"] == "cancelled"
+        assert concatenated(events, "reasoning") == (cancelled["reasoning"] or "")
+        # The simulated worker saw the abort, and stopped generating.
+        for _ in range(50):
+            if sims[0].app.server.scheduler.snapshot()["requests_aborted"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert sims[0].app.server.scheduler.snapshot()["requests_aborted"] == 1
+
+
+async def test_cancelling_a_finished_answer_changes_nothing(client, alice):
+    conversation = await new_conversation(client, alice)
+    turn = (
+        await client.post(
+            f"/v1/conversations/{conversation}/messages", json={"content": "Short"}, headers=alice.headers
+        )
+    ).json()
+    finished = await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
+    response = await client.post(f"/v1/messages/{finished['id']}/cancel", headers=alice.headers)
+    assert response.status_code == 200 and response.json()["status"] == "complete"
