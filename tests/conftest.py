@@ -204,7 +204,7 @@ _counter = iter(range(1_000_000))
 
 
 async def sign_up(
-    client: AsyncTestClient[Any], email: str | None = None, password: str = "correct horse"
+    client: httpx.AsyncClient, email: str | None = None, password: str = "correct horse"
 ) -> Account:
     email = email or f"user{next(_counter)}@example.com"
     response = await client.post("/v1/auth/signup", json={"email": email, "password": password})
@@ -214,12 +214,12 @@ async def sign_up(
 
 
 @pytest.fixture
-async def alice(client: AsyncTestClient[Litestar]) -> Account:
+async def alice(client: httpx.AsyncClient) -> Account:
     return await sign_up(client, "alice@example.com")
 
 
 @pytest.fixture
-async def bob(client: AsyncTestClient[Litestar]) -> Account:
+async def bob(client: httpx.AsyncClient) -> Account:
     return await sign_up(client, "bob@example.com")
 
 

@@ -71,9 +71,9 @@ def test_the_readme_configuration_table_is_the_generated_one():
 
 
 def test_every_setting_has_its_own_variable():
-    from backend.settings import GROUPS, env_name
-
     import msgspec
+
+    from backend.settings import GROUPS, env_name
 
     names = [
         env_name(group, field.name) for group in GROUPS.values() for field in msgspec.structs.fields(group)

@@ -21,7 +21,7 @@ class SendMessage(msgspec.Struct):
     ``"parent_id": null`` edits the first message (a new root)."""
 
     content: Content
-    parent_id: UUID | None | msgspec.UnsetType = msgspec.UNSET
+    parent_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
     model: ModelId | None = None
     thinking: bool | None = None
     stream: bool = False

@@ -36,7 +36,7 @@ class AuthFrame(msgspec.Struct, tag="auth", tag_field="type"):
 class SendFrame(msgspec.Struct, tag="send", tag_field="type"):
     conversation_id: UUID
     content: Content
-    parent_id: UUID | None | msgspec.UnsetType = msgspec.UNSET
+    parent_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
     model: ModelId | None = None
     thinking: bool | None = None
     idempotency_key: Annotated[str, msgspec.Meta(max_length=255)] | None = None

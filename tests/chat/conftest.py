@@ -7,8 +7,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 
 from backend.app import create_app
 from loadtests.sglang_sim import RunningSim, run_in_process

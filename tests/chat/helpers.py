@@ -66,10 +66,10 @@ async def read_until(client, url: str, *, count: int, headers: dict[str, str]) -
 
 
 async def wait_finished(
-    client, message_id: str, headers: dict[str, str], timeout: float = 30.0
+    client, message_id: str, headers: dict[str, str], within_s: float = 30.0
 ) -> dict[str, Any]:
     """Poll the message until it reaches a terminal status."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within_s
     while True:
         message = (await client.get(f"/v1/messages/{message_id}", headers=headers)).json()
         if message["status"] not in ("queued", "streaming"):
