@@ -48,6 +48,7 @@ class RedisControlChannel:
         self.redis = redis
         self.channel = channel
         self._listener: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def request_cancel(self, turn_id: UUID) -> None:
         await self.redis.publish(self.channel, str(turn_id))
@@ -57,7 +58,7 @@ class RedisControlChannel:
         await pubsub.subscribe(self.channel)
 
         async def listen() -> None:
-            while True:
+            while not self._stopping:
                 try:
                     message = await pubsub.get_message(timeout=1.0)
                 except RedisError:
@@ -71,11 +72,14 @@ class RedisControlChannel:
                         await on_cancel(UUID(message["data"].decode()))
                     except ValueError:
                         continue
+            with contextlib.suppress(RedisError):
+                await pubsub.aclose()
 
         self._listener = asyncio.create_task(listen(), name="surge-control-channel")
 
     async def close(self) -> None:
+        # Like the event log's watcher: let the blocking read time out rather than cancel it mid-read.
+        self._stopping = True
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listener, 3.0)

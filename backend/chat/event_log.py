@@ -171,6 +171,7 @@ class RedisEventLog:
         self._positions: dict[UUID, str] = {}  # turn -> last entry id the watcher has seen
         self._registered = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def key(self, turn_id: UUID) -> str:
         return f"{self.prefix}:turn:{turn_id}"
@@ -232,7 +233,7 @@ class RedisEventLog:
 
     async def _watch(self) -> None:
         """Wake local followers of turns written by other replicas."""
-        while True:
+        while not self._stopping:
             if not self._positions:
                 self._registered.clear()
                 await self._registered.wait()
@@ -283,7 +284,12 @@ class RedisEventLog:
         self._watcher = asyncio.create_task(self._watch(), name="surge-event-log-watcher")
 
     async def close(self) -> None:
+        # Cancelling a blocking XREAD can wedge redis-py's connection; let it return on its own instead
+        # (it blocks for WATCHER_BLOCK_MS at most).
+        self._stopping = True
+        self._registered.set()
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+            try:
+                await asyncio.wait_for(self._watcher, 2.0)
+            except TimeoutError:
+                pass
