@@ -26,7 +26,7 @@ help:
 	@touch $@
 
 run: .venv/.synced
-	$(UV) run --frozen surge serve
+	$(UV) run --frozen python -m loadtests.dev
 
 test: .venv/.synced
 	$(UV) run --frozen pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

@@ -33,9 +33,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
     if settings.database.auto_migrate:
         upgrade(settings.database_url)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    print(
-        f"Surge {'(embedded: SQLite, in-memory broker)' if settings.is_sqlite else ''} on http://{shown}:{port}"
+    mode = ("SQLite" if settings.is_sqlite else "PostgreSQL") + (
+        ", Redis" if settings.redis.url else ", in-process event log: one process only"
     )
+    print(f"Surge ({mode}) on http://{shown}:{port}")
     print(f"  API docs: http://{shown}:{port}/docs", flush=True)
     uvicorn.run(
         "backend.app:create_app",

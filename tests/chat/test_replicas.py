@@ -129,7 +129,7 @@ async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(sh
 async def test_a_killed_replicas_streaming_turn_is_failed_by_a_survivor_with_its_text(shared_database):
     with run_subprocess(sim_config(sim_speedup=2.0)) as slow:
         env = replica_env(shared_database, [slow.url])
-        with replica(env) as (survivor, survivor_url):
+        with replica(env) as (_, survivor_url):
             with replica(env) as (doomed, doomed_url):
                 async with httpx.AsyncClient(base_url=doomed_url, timeout=30) as client:
                     alice = await sign_up(client)
@@ -160,31 +160,33 @@ async def test_a_killed_replicas_streaming_turn_is_failed_by_a_survivor_with_its
 
 @on_postgresql
 async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(shared_database, fleet):
-    with run_subprocess(sim_config(sim_fault_stall_s=4.0)) as stalling:
-        # The doomed replica only knows a worker that stalls; the survivor knows healthy ones too.
-        with replica(replica_env(shared_database, fleet)) as (_, survivor_url):
-            with replica(replica_env(shared_database, [stalling.url])) as (doomed, doomed_url):
-                async with httpx.AsyncClient(base_url=doomed_url, timeout=30) as client:
-                    alice = await sign_up(client)
-                    conversation = (
-                        await client.post("/v1/conversations", json={}, headers=alice.headers)
-                    ).json()["id"]
-                    answer = (
-                        await client.post(
-                            f"/v1/conversations/{conversation}/messages",
-                            json={"content": "hi"},
-                            headers=alice.headers,
-                        )
-                    ).json()["assistant_message"]["id"]
-                    await asyncio.sleep(0.5)
-                doomed.send_signal(signal.SIGKILL)
-                doomed.wait()
-            async with httpx.AsyncClient(base_url=survivor_url, timeout=30) as client:
-                finished = await wait_finished(client, answer, alice.headers, within_s=20)
-                assert finished["status"] == "complete"
-                log = await read_stream(client, "GET", f"/v1/messages/{answer}/events", headers=alice.headers)
-                check_log(log)
-                assert concatenated(log, "content") == finished["content"]
+    # The doomed replica only knows a worker that stalls; the survivor knows healthy ones too.
+    with (
+        run_subprocess(sim_config(sim_fault_stall_s=4.0)) as stalling,
+        replica(replica_env(shared_database, fleet)) as (_, survivor_url),
+    ):
+        with replica(replica_env(shared_database, [stalling.url])) as (doomed, doomed_url):
+            async with httpx.AsyncClient(base_url=doomed_url, timeout=30) as client:
+                alice = await sign_up(client)
+                conversation = (
+                    await client.post("/v1/conversations", json={}, headers=alice.headers)
+                ).json()["id"]
+                answer = (
+                    await client.post(
+                        f"/v1/conversations/{conversation}/messages",
+                        json={"content": "hi"},
+                        headers=alice.headers,
+                    )
+                ).json()["assistant_message"]["id"]
+                await asyncio.sleep(0.5)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+        async with httpx.AsyncClient(base_url=survivor_url, timeout=30) as client:
+            finished = await wait_finished(client, answer, alice.headers, within_s=20)
+            assert finished["status"] == "complete"
+            log = await read_stream(client, "GET", f"/v1/messages/{answer}/events", headers=alice.headers)
+            check_log(log)
+            assert concatenated(log, "content") == finished["content"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

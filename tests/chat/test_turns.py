@@ -203,3 +203,38 @@ async def test_cancelling_a_finished_answer_changes_nothing(client, alice):
     finished = await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
     response = await client.post(f"/v1/messages/{finished['id']}/cancel", headers=alice.headers)
     assert response.status_code == 200 and response.json()["status"] == "complete"
+
+
+async def test_an_untitled_conversation_is_named_after_its_first_answer(database_url, tmp_path, fleet):
+    from backend.app import create_app
+    from tests.conftest import make_settings, serve
+
+    app = create_app(make_settings(database_url, tmp_path, workers=fleet, SURGE_AUTO_TITLES="true"))
+    async with serve(app) as client:
+        alice = await sign_up(client)
+        untitled = await new_conversation(client, alice)
+        titled = await new_conversation(client, alice, title="Mine")
+        for conversation in (untitled, titled):
+            turn = (
+                await client.post(
+                    f"/v1/conversations/{conversation}/messages", json={"content": "Plan a trip"}, headers=alice.headers
+                )
+            ).json()
+            await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
+        for _ in range(100):
+            title = (await client.get(f"/v1/conversations/{untitled}", headers=alice.headers)).json()["conversation"]["title"]
+            if title:
+                break
+            await asyncio.sleep(0.05)
+        assert title and len(title) <= 80 and "\n" not in title
+        kept = (await client.get(f"/v1/conversations/{titled}", headers=alice.headers)).json()["conversation"]["title"]
+        assert kept == "Mine"
+
+
+def test_titles_are_cleaned_up():
+    from backend.chat.titles import clean_title
+
+    assert clean_title('"Trip to Kyoto."\nmore text') == "Trip to Kyoto"
+    assert clean_title("## **Tides**") == "Tides"
+    assert clean_title("   \n  ") is None
+    assert len(clean_title("word " * 50) or "") <= 80

@@ -122,7 +122,11 @@ async def test_an_expired_token_closes_the_socket_4401(database_url, tmp_path, f
         alice = await sign_up(client)
         async with connect(ws_url(client)) as socket:
             await socket.send(json.dumps({"type": "auth", "access_token": alice.access_token}))
-            with pytest.raises(ConnectionClosed) as closed:
+
+            async def drain() -> None:
                 while True:
                     await asyncio.wait_for(socket.recv(), 10)
+
+            with pytest.raises(ConnectionClosed) as closed:
+                await drain()
         assert closed.value.rcvd.code == 4401
