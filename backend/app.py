@@ -77,12 +77,11 @@ def build_runtime(settings: Settings) -> Runtime:
         event_log = MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s)
         control = LocalControlChannel()
     http = httpx.AsyncClient(
-        # Per-chunk waits are the turn runner's business (first-token and token-gap timeouts).
-        timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=10.0),
-        limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
     pool = WorkerPool.from_models(settings.inference.models)
-    sglang = SGLangClient(http)
+    sglang = SGLangClient()
     runner = TurnRunner(
         sessions=sessions,
         event_log=event_log,
@@ -143,6 +142,7 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         await runtime.control.close()
         await runtime.event_log.close()
         await runtime.http.aclose()
+        await runtime.sglang.close()
         if runtime.redis is not None:
             await runtime.redis.aclose()
 

@@ -73,7 +73,7 @@ class RedisControlChannel:
                     except ValueError:
                         continue
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
         self._listener = asyncio.create_task(listen(), name="surge-control-channel")
 

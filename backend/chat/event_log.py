@@ -36,8 +36,9 @@ class EventLog(Protocol):
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
-    ) -> AsyncIterator[TurnEvent | None]:
-        """Replay after ``after``, then follow live until the terminal event; ``None`` means "idle"."""
+    ) -> AsyncIterator[list[TurnEvent] | None]:
+        """Replay after ``after``, then follow live until the terminal event, in batches of whatever is
+        there at each wake-up; ``None`` means "idle" (time for a heartbeat)."""
         ...
 
     def watching(self, turn_id: UUID) -> contextlib.AbstractAsyncContextManager[None]:
@@ -64,20 +65,25 @@ class _Pulse:
         self.event = asyncio.Event()
 
 
-async def _follow(log: Any, turn_id: UUID, after: int, heartbeat_s: float) -> AsyncIterator[TurnEvent | None]:
+async def _follow(
+    log: Any, turn_id: UUID, after: int, heartbeat_s: float
+) -> AsyncIterator[list[TurnEvent] | None]:
     position = after
     while True:
         pulse = log.pulse(turn_id).event
         events = await log.read(turn_id, position)
-        for event in events:
-            yield event
-            position = event.seq
-            if event.terminal:
-                return
         if events:
+            end = next((index for index, event in enumerate(events) if event.terminal), None)
+            if end is not None:
+                yield events[: end + 1]
+                return
+            # Everything that piled up since the last read goes out at once: one write, not one each.
+            yield events
+            position = events[-1].seq
             continue
         try:
-            await asyncio.wait_for(pulse.wait(), heartbeat_s)
+            async with asyncio.timeout(heartbeat_s):
+                await pulse.wait()
         except TimeoutError:
             yield None
 
@@ -110,7 +116,7 @@ class MemoryEventLog:
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
-    ) -> AsyncIterator[TurnEvent | None]:
+    ) -> AsyncIterator[list[TurnEvent] | None]:
         return _follow(self, turn_id, after, heartbeat_s)
 
     @contextlib.asynccontextmanager
@@ -211,18 +217,18 @@ class RedisEventLog:
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
-    ) -> AsyncIterator[TurnEvent | None]:
+    ) -> AsyncIterator[list[TurnEvent] | None]:
         return self._registered_follow(turn_id, after, heartbeat_s)
 
     async def _registered_follow(
         self, turn_id: UUID, after: int, heartbeat_s: float
-    ) -> AsyncIterator[TurnEvent | None]:
+    ) -> AsyncIterator[list[TurnEvent] | None]:
         self._followed[turn_id] = self._followed.get(turn_id, 0) + 1
         self._positions.setdefault(turn_id, f"{after}-1" if after else "0-0")
         self._registered.set()
         try:
-            async for event in _follow(self, turn_id, after, heartbeat_s):
-                yield event
+            async for batch in _follow(self, turn_id, after, heartbeat_s):
+                yield batch
         finally:
             self._followed[turn_id] -= 1
             if not self._followed[turn_id]:
@@ -289,7 +295,5 @@ class RedisEventLog:
         self._stopping = True
         self._registered.set()
         if self._watcher is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._watcher, 2.0)
-            except TimeoutError:
-                pass

@@ -352,8 +352,8 @@ class TurnService:
         """Wait (bounded) for the owning replica to end the turn after a remote cancel."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CANCEL_WAIT_S):
-                async for event in self.event_log.follow(turn_id, 0, heartbeat_s=1.0):
-                    if event is not None and event.terminal:
+                async for batch in self.event_log.follow(turn_id, 0, heartbeat_s=1.0):
+                    if batch and batch[-1].terminal:
                         return True
         return False
 

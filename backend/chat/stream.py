@@ -44,8 +44,8 @@ def compact_log(message: m.Message) -> list[TurnEvent]:
 
 async def turn_events(
     event_log: EventLog, message: m.Message, after: int, *, transport: str = "sse"
-) -> AsyncIterator[TurnEvent | None]:
-    """Events after ``after`` until the terminal one; ``None`` while idle (time for a heartbeat)."""
+) -> AsyncIterator[list[TurnEvent] | None]:
+    """Batches of events after ``after`` until the terminal one; ``None`` while idle (heartbeat time)."""
     metrics.ACTIVE_STREAMS.labels(transport).inc()
     try:
         async with event_log.watching(message.id):
@@ -57,13 +57,15 @@ async def turn_events(
                     replay = [TurnEvent(seq=after + 1, event=terminal.event, data=terminal.data)]
                 else:
                     replay = replay[after:]
-                for event in replay:
-                    yield event
+                yield replay
                 return
-            async for live in event_log.follow(message.id, after):
-                yield live
+            async for batch in event_log.follow(message.id, after):
+                yield batch
     finally:
         metrics.ACTIVE_STREAMS.labels(transport).dec()
+
+
+PING = sse_comment("ping")
 
 
 async def sse_body(
@@ -71,8 +73,8 @@ async def sse_body(
 ) -> AsyncIterator[bytes]:
     if opening is not None:
         yield sse_event(*opening)
-    async for event in turn_events(event_log, message, after):
-        yield sse_comment("ping") if event is None else event.sse()
+    async for batch in turn_events(event_log, message, after):
+        yield PING if batch is None else b"".join(event.sse() for event in batch)
 
 
 def sse_response(

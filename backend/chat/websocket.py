@@ -106,8 +106,8 @@ class Session:
         self.subscriptions[message.id] = asyncio.create_task(self._follow(message, after))
 
     async def _follow(self, message: m.Message, after: int) -> None:
-        async for event in turn_events(self.runtime.event_log, message, after, transport="websocket"):
-            if event is not None:
+        async for batch in turn_events(self.runtime.event_log, message, after, transport="websocket"):
+            for event in batch or ():
                 self.send(ws_frame(message.id, event))
         self.subscriptions.pop(message.id, None)
 

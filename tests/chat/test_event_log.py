@@ -35,7 +35,7 @@ async def event_log(request: pytest.FixtureRequest) -> AsyncIterator[EventLog]:
 
 
 async def collect(log: EventLog, turn: uuid.UUID, after: int) -> list[tuple[int, str]]:
-    return [(e.seq, e.event) async for e in log.follow(turn, after, heartbeat_s=5) if e is not None]
+    return [(e.seq, e.event) async for batch in log.follow(turn, after, heartbeat_s=5) for e in batch or ()]
 
 
 async def test_events_are_numbered_from_one(event_log):

@@ -217,17 +217,23 @@ async def test_an_untitled_conversation_is_named_after_its_first_answer(database
         for conversation in (untitled, titled):
             turn = (
                 await client.post(
-                    f"/v1/conversations/{conversation}/messages", json={"content": "Plan a trip"}, headers=alice.headers
+                    f"/v1/conversations/{conversation}/messages",
+                    json={"content": "Plan a trip"},
+                    headers=alice.headers,
                 )
             ).json()
             await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
         for _ in range(100):
-            title = (await client.get(f"/v1/conversations/{untitled}", headers=alice.headers)).json()["conversation"]["title"]
+            title = (await client.get(f"/v1/conversations/{untitled}", headers=alice.headers)).json()[
+                "conversation"
+            ]["title"]
             if title:
                 break
             await asyncio.sleep(0.05)
         assert title and len(title) <= 80 and "\n" not in title
-        kept = (await client.get(f"/v1/conversations/{titled}", headers=alice.headers)).json()["conversation"]["title"]
+        kept = (await client.get(f"/v1/conversations/{titled}", headers=alice.headers)).json()[
+            "conversation"
+        ]["title"]
         assert kept == "Mine"
 
 

@@ -17,17 +17,26 @@ def ws_url(client) -> str:
     return str(client.base_url).replace("http://", "ws://") + "/v1/ws"
 
 
-async def frames_until_done(socket, message_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every frame per message until each of ``message_ids`` has its terminal event."""
+async def frames_until_done(
+    socket, message_ids: set[str] | None = None, *, turns: int = 0
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Every frame until each turn has its terminal event: the ``turn`` frames by ``ref`` and the event
+    frames by message id. Pass the ids to wait for, or how many ``turn`` frames announce them."""
+    announced: dict[str, dict[str, Any]] = {}
     received: dict[str, list[dict[str, Any]]] = {}
     finished: set[str] = set()
-    while finished != message_ids:
+    waiting = set(message_ids or ())
+    while len(announced) < turns or finished != waiting:
         frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
-        if frame.get("message_id") in message_ids:
+        if frame["type"] == "turn":
+            announced[frame["ref"]] = frame
+            waiting.add(frame["message_id"])
+            continue
+        if "message_id" in frame:
             received.setdefault(frame["message_id"], []).append(frame)
             if frame["type"] in ("done", "error"):
                 finished.add(frame["message_id"])
-    return received
+    return announced, received
 
 
 async def test_two_turns_at_once_on_one_socket(client, alice):
@@ -42,17 +51,11 @@ async def test_two_turns_at_once_on_one_socket(client, alice):
                 {"type": "send", "conversation_id": second, "content": "two", "thinking": True, "ref": "b"}
             )
         )
-        turns: dict[str, dict[str, Any]] = {}
-        while len(turns) < 2:
-            frame = json.loads(await asyncio.wait_for(socket.recv(), 30))
-            if frame["type"] == "turn":
-                turns[frame["ref"]] = frame
-        ids = {frame["message_id"] for frame in turns.values()}
+        turns, received = await frames_until_done(socket, turns=2)
         assert turns["a"]["data"]["assistant_message"]["id"] == turns["a"]["message_id"]
-        received = await frames_until_done(socket, ids)
+        assert set(received) == {frame["message_id"] for frame in turns.values()}
     for message_id, frames in received.items():
-        seqs = [frame["seq"] for frame in frames]
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert [frame["seq"] for frame in frames] == list(range(1, len(frames) + 1))
         final = frames[-1]["data"]["message"]
         content = "".join(f["data"]["delta"] for f in frames if f["type"] == "content")
         assert frames[-1]["type"] == "done" and final["content"] == content
@@ -71,7 +74,7 @@ async def test_subscribe_replays_after_a_seq(client, alice):
     async with connect(ws_url(client)) as socket:
         await socket.send(json.dumps({"type": "auth", "access_token": alice.access_token}))
         await socket.send(json.dumps({"type": "subscribe", "message_id": answer, "after": 1}))
-        frames = (await frames_until_done(socket, {answer}))[answer]
+        frames = (await frames_until_done(socket, {answer}))[1][answer]
     assert frames[0]["seq"] == 2
 
 

@@ -1,0 +1,410 @@
+"""Benchmark 2 of WORKLOAD.md, gateway overhead: what Surge adds between a phone and an SGLang worker.
+
+The same streamed turns go (a) straight to a simulated worker and (b) through Surge (auth, database
+writes, event log, SSE). Reported, for SQLite and for PostgreSQL + Redis:
+
+- added time to first token, p50/p99 (Surge's TTFT minus the worker's, measured side by side);
+- CPU seconds of the Surge process per 1,000 relayed tokens;
+- the most concurrent open streams one backend process holds with p99 added TTFT under 50 ms;
+- memory per open stream (growth of the process's resident memory over the streams held).
+
+The worker runs in real time (``--sim-speedup 1``) and streams every token (``--stream-interval 1``),
+as SGLang does by default, so the relay work per stream is what production sees.
+
+    uv run python -m loadtests.bench_gateway [--levels 25 50 100 200] [--backends sqlite postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from backend.db.migrate import upgrade
+from backend.settings import DEFAULT_SYSTEM_PROMPT
+from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_DSN = os.environ.get("SURGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("SURGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MODEL = "deepseek-v3.1"
+TTFT_BUDGET_MS = 50.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    pid: int
+    tokens: list[str] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+
+
+# --- one turn, two ways ---
+async def direct_ttft(http: httpx.AsyncClient, worker: str, question: str, max_tokens: int) -> float:
+    """Seconds to the first token straight from the worker, with the prompt Surge would send."""
+    body = {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+        ],
+        "stream": True,
+        "max_tokens": max_tokens,
+        "chat_template_kwargs": {"thinking": False},
+        "separate_reasoning": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    first = None
+    async with http.stream("POST", f"{worker}/v1/chat/completions", json=body) as response:
+        async for line in response.aiter_lines():
+            if first is not None or not line.startswith("data:") or line.endswith("[DONE]"):
+                continue
+            for choice in json.loads(line[5:]).get("choices", []):
+                delta = choice.get("delta") or {}
+                if delta.get("content") or delta.get("reasoning_content"):  # not the empty role chunk
+                    first = time.perf_counter() - started
+    return first if first is not None else float("nan")
+
+
+async def surge_turn(
+    http: httpx.AsyncClient, backend: Backend, index: int, question: str, *, thinking: bool = False
+) -> tuple[float, int]:
+    """Seconds to the first token through Surge, and the completion tokens of the finished turn."""
+    token = backend.tokens[index % len(backend.tokens)]
+    conversation = backend.conversations[index % len(backend.conversations)]
+    started = time.perf_counter()
+    first, tokens, event = None, 0, ""
+    async with http.stream(
+        "POST",
+        f"{backend.url}/v1/conversations/{conversation}/messages",
+        json={"content": question, "thinking": thinking, "stream": True, "parent_id": None},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line[7:].strip()
+                if first is None and event in ("reasoning", "content"):
+                    first = time.perf_counter() - started
+            elif line.startswith("data:") and event == "done":
+                tokens = (json.loads(line[5:])["message"]["usage"] or {}).get("completion_tokens", 0)
+    return (first if first is not None else float("nan")), tokens
+
+
+# --- processes ---
+@contextlib.contextmanager
+def worker(max_tokens_pool: int) -> Iterator[str]:
+    config = SimConfig(
+        port=free_port(),
+        served_model_name=MODEL,
+        chat_template="deepseek-v3.1",
+        reasoning_parser="deepseek-r1",
+        enable_cache_report=True,
+        sim_speedup=1.0,
+        stream_interval=1,
+        max_running_requests=4096,
+        max_total_tokens=max_tokens_pool,
+    )
+    proc, url = start_subprocess(config)
+    try:
+        yield url
+    finally:
+        stop_subprocess(proc)
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str) -> AsyncIterator[dict[str, str]]:
+    """The environment of a fresh database (and Redis) for one backend run."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            url = f"sqlite+aiosqlite:///{directory}/bench.sqlite3"
+            await asyncio.to_thread(upgrade, url)
+            yield {"SURGE_DATABASE_URL": url, "SURGE_DATA_DIR": directory}
+        return
+    name = f"surge_gateway_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(POSTGRES_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield {"SURGE_DATABASE_URL": url, "SURGE_REDIS_URL": REDIS_URL}
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def surge(kind: str, worker_url: str, users: int) -> AsyncIterator[Backend]:
+    async with database(kind) as env_db:
+        port = free_port()
+        env = {
+            **os.environ,
+            **env_db,
+            "SURGE_PORT": str(port),
+            "SURGE_AUTO_MIGRATE": "false",
+            "SURGE_LOG_LEVEL": "WARNING",
+            "SURGE_AUTO_TITLES": "false",
+            "SURGE_SHUTDOWN_GRACE_S": "2",
+            "SURGE_SIGNUP_PER_IP_PER_HOUR": "100000",
+            "SURGE_MAX_CONCURRENT_TURNS": "100000",
+            "SURGE_ARGON2_TIME_COST": "1",
+            "SURGE_ARGON2_MEMORY_KIB": "64",
+            "SURGE_MODELS": json.dumps(
+                [{"id": MODEL, "display_name": "bench", "workers": [worker_url], "max_output_tokens": 32768}]
+            ),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                for _ in range(300):
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get("/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+                backend = Backend(kind, url, process.pid)
+                for index in range(users):
+                    session = (
+                        await http.post(
+                            "/v1/auth/signup",
+                            json={
+                                "email": f"bench{index}-{uuid.uuid4().hex[:6]}@example.com",
+                                "password": "benchmark",
+                            },
+                        )
+                    ).json()
+                    backend.tokens.append(session["access_token"])
+                    headers = {"Authorization": f"Bearer {session['access_token']}"}
+                    backend.conversations.append(
+                        (await http.post("/v1/conversations", json={}, headers=headers)).json()["id"]
+                    )
+            yield backend
+        finally:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+# --- the three measurements ---
+async def added_ttft(
+    http: httpx.AsyncClient, backend: Backend, worker_url: str, pairs: int
+) -> dict[str, float]:
+    """Turns sent both ways, alternating, a few at a time: TTFT p50/p99 of each and the difference."""
+    direct: list[float] = []
+    through: list[float] = []
+    slots = asyncio.Semaphore(4)
+
+    async def pair(index: int) -> None:
+        question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
+        async with slots:
+            direct.append(await direct_ttft(http, worker_url, question + " (direct)", 64))
+            through.append((await surge_turn(http, backend, index, question))[0])
+
+    await asyncio.gather(*(pair(index) for index in range(pairs)))
+    return summarise(direct, through)
+
+
+def summarise(direct: list[float], through: list[float]) -> dict[str, float]:
+    direct_ms = [value * 1000 for value in direct if value == value]
+    through_ms = [value * 1000 for value in through if value == value]
+    return {
+        "direct_p50_ms": round(percentile(direct_ms, 0.5), 1),
+        "direct_p99_ms": round(percentile(direct_ms, 0.99), 1),
+        "surge_p50_ms": round(percentile(through_ms, 0.5), 1),
+        "surge_p99_ms": round(percentile(through_ms, 0.99), 1),
+        "added_p50_ms": round(percentile(through_ms, 0.5) - percentile(direct_ms, 0.5), 1),
+        "added_p99_ms": round(percentile(through_ms, 0.99) - percentile(direct_ms, 0.99), 1),
+    }
+
+
+async def cpu_per_1000_tokens(http: httpx.AsyncClient, backend: Backend, turns: int) -> dict[str, float]:
+    slots = asyncio.Semaphore(16)
+    tokens = 0
+    cpu_before = process_cpu_s(backend.pid)
+
+    async def one(index: int) -> None:
+        nonlocal tokens
+        async with slots:
+            tokens += (await surge_turn(http, backend, index, f"Explain item {index} {uuid.uuid4().hex}"))[1]
+
+    await asyncio.gather(*(one(index) for index in range(turns)))
+    cpu = process_cpu_s(backend.pid) - cpu_before
+    return {
+        "relayed_tokens": tokens,
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1000_tokens": round(cpu / tokens * 1000, 3),
+    }
+
+
+async def hold_streams(
+    http: httpx.AsyncClient, backend: Backend, worker_url: str, level: int, probes: int
+) -> dict[str, float]:
+    """Keep ``level`` long streams open through Surge and measure probe turns both ways meanwhile."""
+    stop = asyncio.Event()
+    opened = asyncio.Semaphore(0)
+
+    async def background(index: int) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                task = asyncio.create_task(
+                    surge_turn(
+                        http,
+                        backend,
+                        10_000 + index,
+                        f"Think at length about {uuid.uuid4().hex}",
+                        thinking=True,
+                    )
+                )
+                opened.release()
+                await task
+
+    rss_before = process_rss_mb(backend.pid)
+    holders = [asyncio.create_task(background(index)) for index in range(level)]
+    for _ in range(level):
+        await opened.acquire()
+    await asyncio.sleep(3.0)  # let every stream reach its steady state
+    rss_held = process_rss_mb(backend.pid)
+    direct: list[float] = []
+    through: list[float] = []
+    for index in range(probes):
+        question = f"Probe {index} {uuid.uuid4().hex}"
+        direct.append(await direct_ttft(http, worker_url, question + " (direct)", 16))
+        through.append((await surge_turn(http, backend, index, question))[0])
+    stop.set()
+    for holder in holders:
+        holder.cancel()
+    await asyncio.gather(*holders, return_exceptions=True)
+    result = summarise(direct, through)
+    result["open_streams"] = level
+    result["rss_mb"] = round(rss_held, 1)
+    result["kb_per_stream"] = round((rss_held - rss_before) * 1024 / level, 1)
+    return result
+
+
+async def bench_backend(kind: str, args: argparse.Namespace, worker_url: str) -> dict[str, Any]:
+    async with surge(kind, worker_url, users=args.users) as backend:
+        limits = httpx.Limits(max_connections=4000, max_keepalive_connections=4000)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30), limits=limits) as http:
+            print(f"[{kind}] added TTFT at light load ({args.pairs} turns each way)", file=sys.stderr)
+            light = await added_ttft(http, backend, worker_url, args.pairs)
+            print(f"[{kind}] CPU per 1,000 relayed tokens ({args.cpu_turns} turns)", file=sys.stderr)
+            cpu = await cpu_per_1000_tokens(http, backend, args.cpu_turns)
+            levels = []
+            for level in args.levels:
+                print(f"[{kind}] holding {level} open streams", file=sys.stderr)
+                levels.append(await hold_streams(http, backend, worker_url, level, args.probes))
+                if levels[-1]["added_p99_ms"] > TTFT_BUDGET_MS * 4:
+                    break  # far past the budget: higher levels only take longer to say the same
+    within = [entry["open_streams"] for entry in levels if entry["added_p99_ms"] < TTFT_BUDGET_MS]
+    return {
+        "backend": kind,
+        "light_load": light,
+        "cpu": cpu,
+        "levels": levels,
+        "max_streams_within_50ms_p99": max(within) if within else 0,
+        "kb_per_stream": levels[-1]["kb_per_stream"] if levels else None,
+    }
+
+
+def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(
+        "\nGateway overhead (WORKLOAD.md benchmark 2): one Surge process, one simulated worker in real time"
+    )
+    print(f"parameters: {vars(args)}")
+    header = (
+        f"{'backend':<10} {'added TTFT p50':>15} {'added TTFT p99':>15} {'CPU s / 1k tok':>15} "
+        f"{'streams @p99<50ms':>18} {'KB / stream':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        light = result["light_load"]
+        print(
+            f"{result['backend']:<10} {light['added_p50_ms']:>12.1f} ms {light['added_p99_ms']:>12.1f} ms "
+            f"{result['cpu']['cpu_s_per_1000_tokens']:>15.3f} {result['max_streams_within_50ms_p99']:>18} "
+            f"{result['kb_per_stream'] or 0:>12.1f}"
+        )
+    print("\nper level of open streams (probe turns measured both ways while the streams flow):")
+    for result in results:
+        for level in result["levels"]:
+            print(
+                f"  {result['backend']:<10} {level['open_streams']:>5} streams:"
+                f" direct p99 {level['direct_p99_ms']:>7.1f} ms,"
+                f" through Surge p99 {level['surge_p99_ms']:>7.1f} ms,"
+                f" added p99 {level['added_p99_ms']:>7.1f} ms, RSS {level['rss_mb']:.0f} MB"
+            )
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    with worker(max_tokens_pool=20_000_000) as worker_url:
+        return [await bench_backend(kind, args, worker_url) for kind in args.backends]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backends", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"]
+    )
+    parser.add_argument("--levels", nargs="+", type=int, default=[25, 50, 100, 200, 400])
+    parser.add_argument("--pairs", type=int, default=100, help="turns each way for the light-load TTFT")
+    parser.add_argument("--cpu-turns", type=int, default=60, help="turns for the CPU measurement")
+    parser.add_argument("--probes", type=int, default=30, help="probe turns each way per level")
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=ROOT / "results" / "bench_gateway.json")
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    print_report(results, args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps({"parameters": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+    )
+    print(f"\nwritten: {args.json}")
+    if not results or any(not r["levels"] for r in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
