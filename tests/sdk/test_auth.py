@@ -12,7 +12,6 @@ import time
 
 import httpx
 import pytest
-
 from surge import (
     AsyncSurge,
     AuthenticationError,
@@ -22,6 +21,7 @@ from surge import (
     Surge,
     SurgeError,
 )
+
 from tests.sdk.fakes import USER, error_body, session_body
 
 UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "Expired.", "request_id": "r"}}
@@ -145,13 +145,15 @@ def test_a_second_401_after_refreshing_is_the_callers_error():
             return httpx.Response(401, json=UNAUTHORIZED)
         return fake.handler(request)
 
-    with Surge(
-        base_url="http://surge.test",
-        token_store=store,
-        http_client=httpx.Client(transport=httpx.MockTransport(always_401)),
-    ) as client:
-        with pytest.raises(AuthenticationError):
-            client.me.get()
+    with (
+        Surge(
+            base_url="http://surge.test",
+            token_store=store,
+            http_client=httpx.Client(transport=httpx.MockTransport(always_401)),
+        ) as client,
+        pytest.raises(AuthenticationError),
+    ):
+        client.me.get()
     assert fake.refreshes == 1
 
 
@@ -360,12 +362,14 @@ def test_error_bodies_of_refresh_keep_their_code():
             )
         return fake.handler(request)
 
-    with Surge(
-        base_url="http://surge.test",
-        access_token="x",
-        refresh_token="y",
-        http_client=httpx.Client(transport=httpx.MockTransport(rate_limited_refresh)),
-    ) as client:
-        with pytest.raises(Exception) as raised:
-            client.auth.refresh()
+    with (
+        Surge(
+            base_url="http://surge.test",
+            access_token="x",
+            refresh_token="y",
+            http_client=httpx.Client(transport=httpx.MockTransport(rate_limited_refresh)),
+        ) as client,
+        pytest.raises(Exception) as raised,
+    ):
+        client.auth.refresh()
     assert getattr(raised.value, "code", None) == "rate_limited"

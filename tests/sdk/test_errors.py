@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-
 import surge
 from surge import (
     APIConnectionError,
@@ -28,6 +27,7 @@ from surge import (
     Surge,
     UpstreamUnavailableError,
 )
+
 from tests.sdk.fakes import error_body
 
 ERRORS = [
@@ -140,27 +140,29 @@ def test_statuses_without_a_code_of_their_own_map_by_status(status, error_type):
 
 
 def test_a_code_the_sdk_does_not_know_falls_back_to_the_status():
-    with client_answering(httpx.Response(429, json=error_body("too_spicy"))) as client:
-        with pytest.raises(RateLimitError) as raised:
-            client.me.get()
+    response = httpx.Response(429, json=error_body("too_spicy"))
+    with client_answering(response) as client, pytest.raises(RateLimitError) as raised:
+        client.me.get()
     assert raised.value.code == "too_spicy"
 
 
 def test_a_code_arriving_with_another_status_is_classified_by_the_status():
-    with client_answering(httpx.Response(502, json=error_body("not_found"))) as client:
-        with pytest.raises(InternalServerError):
-            client.me.get()
+    response = httpx.Response(502, json=error_body("not_found"))
+    with client_answering(response) as client, pytest.raises(InternalServerError):
+        client.me.get()
 
 
 def test_no_response_at_all_is_a_connection_error(sleeps):
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with Surge(
-        base_url="http://surge.test", http_client=httpx.Client(transport=httpx.MockTransport(refuse))
-    ) as client:
-        with pytest.raises(APIConnectionError) as raised:
-            client.conversations.shares.get("s1")
+    with (
+        Surge(
+            base_url="http://surge.test", http_client=httpx.Client(transport=httpx.MockTransport(refuse))
+        ) as client,
+        pytest.raises(APIConnectionError) as raised,
+    ):
+        client.conversations.shares.get("s1")
     assert not isinstance(raised.value, APITimeoutError)
     assert raised.value.request.url.path == "/v1/shares/s1"
 
@@ -169,11 +171,13 @@ def test_no_response_in_time_is_a_timeout_error(sleeps):
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
-    with Surge(
-        base_url="http://surge.test", http_client=httpx.Client(transport=httpx.MockTransport(slow))
-    ) as client:
-        with pytest.raises(APITimeoutError):
-            client.conversations.shares.get("s1")
+    with (
+        Surge(
+            base_url="http://surge.test", http_client=httpx.Client(transport=httpx.MockTransport(slow))
+        ) as client,
+        pytest.raises(APITimeoutError),
+    ):
+        client.conversations.shares.get("s1")
 
 
 def test_a_success_with_a_body_that_does_not_match_the_contract_is_an_api_error():

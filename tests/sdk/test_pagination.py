@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from surge import AsyncCursorPage, AsyncSurge, Surge, SurgeError, SyncCursorPage
+
 from tests.sdk.fakes import message
 
 

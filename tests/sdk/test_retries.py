@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-
 from surge import (
     APIConnectionError,
     AsyncSurge,
@@ -19,6 +18,7 @@ from surge import (
     Surge,
 )
 from surge._retry import MAX_RETRY_AFTER
+
 from tests.sdk.fakes import CONVERSATION_ID, FakeTurns, error_body, turn
 
 Handler = Callable[[httpx.Request], httpx.Response]

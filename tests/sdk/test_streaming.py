@@ -7,7 +7,6 @@ import json
 
 import httpx
 import pytest
-
 from surge import (
     APIConnectionError,
     AsyncSurge,
@@ -20,6 +19,7 @@ from surge import (
     TurnFailedError,
 )
 from surge._sse import LineSplitter, SSEDecoder
+
 from tests.sdk.fakes import (
     ASSISTANT_MESSAGE_ID,
     CONTENT,
@@ -183,10 +183,9 @@ def test_a_stream_that_never_gets_further_gives_up_with_a_connection_error(sleep
         sync_client(fake, max_stream_resumes=3) as client,
         client.messages.stream(CONVERSATION_ID, "Hi!") as stream,
     ):
-        seen = []
+        seen = [next(stream) for _ in range(3)]
         with pytest.raises(APIConnectionError, match="kept breaking"):
-            for event in stream:
-                seen.append(event)
+            next(stream)
     assert [event.seq for event in seen[1:]] == [1, 2]
     assert len(sleeps.seconds) == 3 and sleeps.seconds == sorted(sleeps.seconds), (
         "backing off between attempts"
@@ -208,11 +207,15 @@ def test_a_jump_in_seq_makes_the_stream_fetch_the_missing_events(sleeps):
             return fake.stream_response(b"\n\n".join(kept))
         return full(request)
 
-    with Surge(
-        base_url=BASE_URL, access_token="t", http_client=httpx.Client(transport=httpx.MockTransport(skipping))
-    ) as client:
-        with client.messages.stream(CONVERSATION_ID, "Hi!") as stream:
-            events = list(stream)
+    with (
+        Surge(
+            base_url=BASE_URL,
+            access_token="t",
+            http_client=httpx.Client(transport=httpx.MockTransport(skipping)),
+        ) as client,
+        client.messages.stream(CONVERSATION_ID, "Hi!") as stream,
+    ):
+        events = list(stream)
     assert_exactly_once(events, fake)
     assert fake.connections[-1].url.params["after"] == "3"
 
@@ -227,13 +230,15 @@ def test_events_the_server_repeats_are_handed_out_once(sleeps):
             return fake.stream_response(event_stream_body(fake.events, after=0, with_turn=False))
         return full(request)
 
-    with Surge(
-        base_url=BASE_URL,
-        access_token="t",
-        http_client=httpx.Client(transport=httpx.MockTransport(replaying_from_the_start)),
-    ) as client:
-        with client.messages.stream(CONVERSATION_ID, "Hi!") as stream:
-            events = list(stream)
+    with (
+        Surge(
+            base_url=BASE_URL,
+            access_token="t",
+            http_client=httpx.Client(transport=httpx.MockTransport(replaying_from_the_start)),
+        ) as client,
+        client.messages.stream(CONVERSATION_ID, "Hi!") as stream,
+    ):
+        events = list(stream)
     assert_exactly_once(events, fake)
 
 
@@ -274,9 +279,11 @@ def test_a_failed_turn_is_an_error_event_when_iterating_and_an_exception_from_th
         with client.messages.stream(CONVERSATION_ID, "Hi!") as stream:
             events = list(stream)
         assert isinstance(events[-1], ErrorEvent) and events[-1].code == "upstream_unavailable"
-        with client.messages.stream(CONVERSATION_ID, "Hi!") as stream:
-            with pytest.raises(TurnFailedError) as failure:
-                "".join(stream.text_stream)
+        with (
+            client.messages.stream(CONVERSATION_ID, "Hi!") as stream,
+            pytest.raises(TurnFailedError) as failure,
+        ):
+            "".join(stream.text_stream)
         assert failure.value.code == "upstream_unavailable" and failure.value.retry_after == 3
         assert failure.value.message_id == ASSISTANT_MESSAGE_ID
         assert stream.content == "".join(CONTENT), "the partial answer stays readable"
@@ -359,13 +366,15 @@ def test_a_send_answered_with_json_is_followed_through_the_event_stream(sleeps):
             return httpx.Response(202, json=turn())
         return full(request)
 
-    with Surge(
-        base_url=BASE_URL,
-        access_token="t",
-        http_client=httpx.Client(transport=httpx.MockTransport(json_answer)),
-    ) as client:
-        with client.messages.stream(CONVERSATION_ID, "Hi!") as stream:
-            events = list(stream)
+    with (
+        Surge(
+            base_url=BASE_URL,
+            access_token="t",
+            http_client=httpx.Client(transport=httpx.MockTransport(json_answer)),
+        ) as client,
+        client.messages.stream(CONVERSATION_ID, "Hi!") as stream,
+    ):
+        events = list(stream)
     assert_exactly_once(events, fake)
 
 
