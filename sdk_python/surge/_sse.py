@@ -1,7 +1,8 @@
-"""A Server-Sent Events decoder (the WHATWG event-stream format) over httpx's decoded lines."""
+"""A Server-Sent Events decoder (the WHATWG event-stream format) over a response's bytes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -14,6 +15,26 @@ class ServerSentEvent:
     data: str
     id: str | None
     """This event's own ``id:`` field; unlike the spec's last-event-ID buffer, not inherited."""
+
+
+# The event-stream format ends lines with CRLF, LF or CR, and nothing else. (httpx's iter_lines() also
+# splits at U+2028, U+0085 and friends, which a JSON string may carry unescaped.)
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class LineSplitter:
+    """Complete lines out of arbitrary chunks; a line still open when the stream ends is never returned."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        data = self._buffer + chunk
+        # A CR at the end may be the first half of a CRLF: decide once the next byte is here.
+        end = len(data) - 1 if data.endswith(b"\r") else len(data)
+        lines = _LINE_END.split(data[:end])
+        self._buffer = lines.pop() + data[end:]
+        return [line.decode("utf-8", errors="replace") for line in lines]
 
 
 class SSEDecoder:
@@ -53,16 +74,18 @@ class SSEDecoder:
 
 
 def iter_sse(response: httpx.Response) -> Iterator[ServerSentEvent]:
-    decoder = SSEDecoder()
-    for line in response.iter_lines():
-        event = decoder.decode(line)
-        if event is not None:
-            yield event
+    lines, decoder = LineSplitter(), SSEDecoder()
+    for chunk in response.iter_bytes():
+        for line in lines.feed(chunk):
+            event = decoder.decode(line)
+            if event is not None:
+                yield event
 
 
 async def aiter_sse(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
-    decoder = SSEDecoder()
-    async for line in response.aiter_lines():
-        event = decoder.decode(line)
-        if event is not None:
-            yield event
+    lines, decoder = LineSplitter(), SSEDecoder()
+    async for chunk in response.aiter_bytes():
+        for line in lines.feed(chunk):
+            event = decoder.decode(line)
+            if event is not None:
+                yield event
