@@ -10,6 +10,7 @@ it saw. Frames it has already handed out are dropped, so each event arrives exac
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
@@ -289,6 +290,9 @@ class RealtimeSession:
             user_agent_header=self._client.user_agent,
             max_size=2**24,
         )
+        # The session owns the connection across calls, which a `with` block cannot span; entering it by
+        # hand is what `with` would do (and what websockets >= 17.1 asks of a managed connection).
+        ws.__enter__()
         ws.send(msgspec.json.encode({"type": "auth", "access_token": self._token}).decode())
         return ws
 
@@ -310,17 +314,24 @@ class RealtimeSession:
         if self._state.closed:
             raise RealtimeError("The session is closed.")
         close_code = closed.rcvd.code if closed.rcvd is not None else None
-        self._ws = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                self._ws.close()
+            self._ws = None
         failures = 0
         while True:
             if close_code == TOKEN_EXPIRED:
                 self._client.refresh_session(stale_token=self._token)
                 close_code = None
+            ws: ClientConnection | None = None
             try:
                 ws = self._open()
                 for frame in self._state.resume_frames():
                     ws.send(msgspec.json.encode(frame).decode())
             except (OSError, TimeoutError, WebSocketException) as exc:
+                if ws is not None:
+                    with contextlib.suppress(Exception):
+                        ws.close()
                 failures += 1
                 if failures > self._client.max_stream_resumes:
                     raise RealtimeError(
@@ -472,17 +483,24 @@ class AsyncRealtimeSession:
         if self._state.closed:
             raise RealtimeError("The session is closed.")
         close_code = closed.rcvd.code if closed.rcvd is not None else None
-        self._ws = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
         failures = 0
         while True:
             if close_code == TOKEN_EXPIRED:
                 await self._client.refresh_session(stale_token=self._token)
                 close_code = None
+            ws: AsyncConnection | None = None
             try:
                 ws = await self._open()
                 for frame in self._state.resume_frames():
                     await ws.send(msgspec.json.encode(frame).decode())
             except (OSError, TimeoutError, WebSocketException) as exc:
+                if ws is not None:
+                    with contextlib.suppress(Exception):
+                        await ws.close()
                 failures += 1
                 if failures > self._client.max_stream_resumes:
                     raise RealtimeError(

@@ -120,8 +120,8 @@ def test_account_errors_map_to_their_exceptions(live_surge):
         with pytest.raises(BadRequestError) as invalid:
             client.auth.sign_up("someone@example.com", "short")
         assert invalid.value.code == "validation_error" and "password" in str(invalid.value.fields)
-        with pytest.raises(AuthenticationError):
-            Surge(base_url=live_surge.url).auth.log_in("ada@example.com", "wrong password")
+        with Surge(base_url=live_surge.url) as stranger, pytest.raises(AuthenticationError):
+            stranger.auth.log_in("ada@example.com", "wrong password")
 
 
 def test_too_many_logins_are_a_rate_limit_error_with_retry_after(live_surge, sleeps):

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+from surge import Surge
 
 README = Path(__file__).parents[2] / "sdk_python" / "README.md"
 BLOCK = re.compile(r"(?:<!-- (?P<needs>needs [^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
@@ -37,6 +38,9 @@ def test_the_readme_examples_run_as_written(live_surge, monkeypatch, tmp_path, c
             skipped.append(f"block {number} ({needs})")
             continue
         exec(compile(code, f"README.md block {number}", "exec"), namespace)  # noqa: S102
+    for value in namespace.values():
+        if isinstance(value, Surge):
+            value.close()
     printed = capsys.readouterr().out
     assert "signed in as ada@example.com" in printed
     assert "Compilers" in printed and "grace@example.com" in printed
