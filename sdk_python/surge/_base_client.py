@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 import msgspec
 
 from surge import _retry
-from surge._auth import MemoryTokenStore, SessionTokens, TokenStore
+from surge._auth import Credentials, MemoryTokenStore, SessionTokens, TokenStore
 from surge._exceptions import (
     APIConnectionError,
     APIError,
@@ -70,8 +70,6 @@ class BaseClient:
         self._custom_headers = dict(default_headers or {})
         self._tokens = SessionTokens(token_store or MemoryTokenStore())
         if access_token is not None:
-            from surge._auth import Credentials
-
             self._tokens.set(Credentials(access_token=access_token, refresh_token=refresh_token))
 
     def _copy_from(self, other: BaseClient, **overrides: Any) -> None:
@@ -308,7 +306,7 @@ class AsyncAPIClient(BaseClient):
         await self.request(options)
 
     async def request_page(
-        self, options: RequestOptions, item: type[T], fetch: Callable[[str], Any]
+        self, options: RequestOptions, item: type[T], fetch: Callable[[str], Awaitable[AsyncCursorPage[T]]]
     ) -> AsyncCursorPage[T]:
         page: WirePage[T] = decode(await self.request(options), WirePage[item])  # type: ignore[valid-type]
         return AsyncCursorPage(data=page.data, next_cursor=page.next_cursor, fetch=fetch)

@@ -29,6 +29,7 @@ Other statuses (405, 408, ...) raise a plain ``APIStatusError``.
 from __future__ import annotations
 
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -283,8 +284,6 @@ def parse_retry_after(header: str | None) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime
-
     try:
         when = parsedate_to_datetime(header)
     except (TypeError, ValueError):
