@@ -193,7 +193,7 @@ class SyncAPIClient(BaseClient):
                 refreshed = True
                 self.refresh_session(stale_token=sent_token)
                 continue
-            if response.is_error:
+            if response.is_error and response.status_code not in options.ok_statuses:
                 delay = _retry.delay_after_response(
                     options, response, retries_taken=retries_taken, max_retries=self.max_retries
                 )
@@ -288,7 +288,7 @@ class AsyncAPIClient(BaseClient):
                 refreshed = True
                 await self.refresh_session(stale_token=sent_token)
                 continue
-            if response.is_error:
+            if response.is_error and response.status_code not in options.ok_statuses:
                 delay = _retry.delay_after_response(
                     options, response, retries_taken=retries_taken, max_retries=self.max_retries
                 )

@@ -18,15 +18,19 @@ from surge._options import (
 )
 from surge._realtime import AsyncRealtimeSession, RealtimeSession
 from surge.resources import (
+    Admin,
+    AsyncAdmin,
     AsyncAuth,
     AsyncConversations,
     AsyncDevices,
+    AsyncHealthChecks,
     AsyncMe,
     AsyncMessages,
     AsyncModels,
     Auth,
     Conversations,
     Devices,
+    HealthChecks,
     Me,
     Messages,
     Models,
@@ -60,6 +64,8 @@ class Surge(SyncAPIClient):
     models: Models
     conversations: Conversations
     messages: Messages
+    health: HealthChecks
+    admin: Admin
 
     def __init__(
         self,
@@ -95,6 +101,8 @@ class Surge(SyncAPIClient):
         self.models = Models(self)
         self.conversations = Conversations(self)
         self.messages = Messages(self)
+        self.health = HealthChecks(self)
+        self.admin = Admin(self)
 
     def with_options(
         self,
@@ -154,6 +162,8 @@ class AsyncSurge(AsyncAPIClient):
     models: AsyncModels
     conversations: AsyncConversations
     messages: AsyncMessages
+    health: AsyncHealthChecks
+    admin: AsyncAdmin
 
     def __init__(
         self,
@@ -189,6 +199,8 @@ class AsyncSurge(AsyncAPIClient):
         self.models = AsyncModels(self)
         self.conversations = AsyncConversations(self)
         self.messages = AsyncMessages(self)
+        self.health = AsyncHealthChecks(self)
+        self.admin = AsyncAdmin(self)
 
     def with_options(
         self,

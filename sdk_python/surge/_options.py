@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import httpx
@@ -62,7 +62,8 @@ class RequestOptions:
     replay_safe: bool | None = None
     """Whether sending this twice has the effect of sending it once; ``None``: decided by the method (and
     an idempotency key makes any request safe)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    ok_statuses: frozenset[int] = frozenset()
+    """Error statuses that are an answer here, not a failure (``/readyz`` says 503 when not ready)."""
 
     @property
     def is_replay_safe(self) -> bool:

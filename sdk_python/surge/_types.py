@@ -17,11 +17,13 @@ __all__ = [
     "ConversationDetail",
     "Device",
     "FirebaseSession",
+    "Health",
     "Message",
     "MessageError",
     "Model",
     "Platform",
     "Rating",
+    "Readiness",
     "Session",
     "Share",
     "SharedConversation",
@@ -193,3 +195,20 @@ class SharedConversation(SurgeModel, kw_only=True):
     title: str | None
     messages: list[SharedMessage]
     created_at: datetime
+
+
+class Health(SurgeModel, kw_only=True):
+    """``GET /healthz``: the process is alive."""
+
+    status: str
+
+
+class Readiness(SurgeModel, kw_only=True):
+    """``GET /readyz``: whether this replica can serve, and the result of each check (``"ok"`` or why not)."""
+
+    status: str
+    checks: dict[str, str]
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ok"

@@ -11,6 +11,7 @@ httpx.MockTransport in test_streaming.py, test_retries.py, test_auth.py and test
   - client.auth.log_in_with_firebase() (the push issue: POST /v1/auth/firebase)
   - client.me.usage() (the admission issue: GET /v1/me/usage), and live 503s
     (overloaded, upstream_unavailable, signups_paused) and quota_exceeded
+  - client.admin: fleet, override_overload, and a live 403 (the admission and routing issues: /v1/admin/...)
 """
 
 from __future__ import annotations
@@ -261,6 +262,14 @@ async def test_async_accounts_from_sign_up_to_erasure(live_surge):
         await client.me.delete()
         with pytest.raises(AuthenticationError):
             await client.auth.log_in("grace@example.com", PASSWORD)
+
+
+async def test_async_operations_routes(live_surge):
+    async with AsyncSurge(base_url=live_surge.url) as client:
+        assert (await client.health.alive()).status == "ok"
+        assert (await client.health.ready()).ready
+        assert "# TYPE" in await client.health.metrics()
+        assert (await client.health.openapi())["openapi"].startswith("3.1")
 
 
 async def test_async_expired_access_token_is_refreshed(live_surge):
