@@ -64,7 +64,16 @@ class SurgeError(Exception):
 
 
 class APIError(SurgeError):
-    """A request to Surge failed; ``request`` is the last attempt."""
+    """A request to Surge failed; ``request`` is the last attempt.
+
+    Every API error has ``status_code``, ``code``, ``request_id`` and ``retry_after``; they are ``None``
+    when no response arrived.
+    """
+
+    status_code: int | None = None
+    code: str | None = None
+    request_id: str | None = None
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, request: httpx.Request) -> None:
         super().__init__(message)

@@ -164,6 +164,8 @@ def test_no_response_at_all_is_a_connection_error(sleeps):
     ):
         client.conversations.shares.get("s1")
     assert not isinstance(raised.value, APITimeoutError)
+    error = raised.value
+    assert error.status_code is error.code is error.request_id is error.retry_after is None
     assert raised.value.request.url.path == "/v1/shares/s1"
 
 
