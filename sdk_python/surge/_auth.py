@@ -30,6 +30,8 @@ class Credentials(msgspec.Struct, kw_only=True, frozen=True):
     expires_at: float | None = None
     """Unix time the access token expires at; ``None`` when unknown (then it is refreshed on 401 only)."""
     user_id: str | None = None
+    lifetime: float | None = None
+    """Seconds the access token was issued for (``expires_in``)."""
 
     @classmethod
     def from_session(cls, session: Session, *, now: float | None = None) -> Credentials:
@@ -39,6 +41,7 @@ class Credentials(msgspec.Struct, kw_only=True, frozen=True):
             refresh_token=session.refresh_token,
             expires_at=now + session.expires_in,
             user_id=session.user.id,
+            lifetime=float(session.expires_in),
         )
 
     def __repr__(self) -> str:
@@ -48,6 +51,12 @@ class Credentials(msgspec.Struct, kw_only=True, frozen=True):
         if self.expires_at is None:
             return False
         return self.expires_at - (time.time() if now is None else now) <= seconds
+
+    def due_for_refresh(self, *, now: float | None = None) -> bool:
+        """Whether the access token is in the last stretch of its life: its last 30 s, or the last quarter
+        of a token issued for under two minutes (so a short-lived token is not refreshed on every call)."""
+        margin = REFRESH_MARGIN_S if self.lifetime is None else min(REFRESH_MARGIN_S, self.lifetime / 4)
+        return self.expires_within(margin, now=now)
 
 
 @runtime_checkable
@@ -145,10 +154,11 @@ class SessionTokens:
         return self._credentials is not None and self._credentials.refresh_token is not None
 
     def needs_refresh(self) -> bool:
+        credentials = self._credentials
         return (
-            self.can_refresh()
-            and self._credentials is not None
-            and self._credentials.expires_within(REFRESH_MARGIN_S)
+            credentials is not None
+            and credentials.refresh_token is not None
+            and credentials.due_for_refresh()
         )
 
     def set(self, credentials: Credentials) -> None:

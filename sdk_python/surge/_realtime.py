@@ -1,11 +1,13 @@
 """The WebSocket session (``GET /v1/ws``): many turns over one socket, resumed when the socket drops.
 
-The session authenticates with the client's access token (refreshed first when it is about to expire),
-remembers each ``send`` until its ``turn`` frame arrives and the last ``seq`` of every turn it follows.
+The session authenticates with the client's access token (refreshed first when it is about to expire)
+and sends a fresh one on the open socket before the old one runs out. It remembers each ``send`` until
+its ``turn`` frame arrives, and the last ``seq`` of every turn it follows.
 When the socket closes under it — a network change, a server restart, or close code 4401 for an expired
 token (then it refreshes the token first) — it reconnects, sends the unanswered sends again with their
 idempotency keys (so no turn starts twice) and subscribes to each unfinished turn after the last ``seq``
-it saw. Frames it has already handed out are dropped, so each event arrives exactly once.
+it saw (and repeats a cancel whose turn has not ended yet). Frames it has already handed out are
+dropped, so each event arrives exactly once. A ping lost with a socket is not repeated.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class _SessionState:
         self.pending: dict[str, dict[str, Any]] = {}
         self.following: dict[str, TurnProgress] = {}
         self.finished: set[str] = set()
+        self.cancelling: set[str] = set()
         self.catching_up: set[str] = set()
         self.closed = False
         self.reconnects = 0
@@ -123,13 +126,21 @@ class _SessionState:
         self.finished.discard(message_id)
         return {"type": "subscribe", "message_id": message_id, "after": progress.last_seq}
 
+    def cancel_frame(self, message_id: str) -> dict[str, Any]:
+        if message_id not in self.finished:
+            self.cancelling.add(message_id)
+        return {"type": "cancel", "message_id": message_id}
+
     def resume_frames(self) -> list[dict[str, Any]]:
+        """What a new socket is sent: the unanswered sends, a subscription for each unfinished turn, and the
+        cancels not yet seen through (cancelling twice is cancelling once)."""
         frames = list(self.pending.values())
         frames += [
             {"type": "subscribe", "message_id": message_id, "after": progress.last_seq}
             for message_id, progress in self.following.items()
             if message_id not in self.finished
         ]
+        frames += [{"type": "cancel", "message_id": message_id} for message_id in sorted(self.cancelling)]
         return frames
 
     def decode(self, raw: str | bytes) -> tuple[RealtimeFrame | None, dict[str, Any] | None]:
@@ -160,6 +171,7 @@ class _SessionState:
         self.catching_up.discard(wire.message_id)
         if isinstance(event, DoneEvent | ErrorEvent):
             self.finished.add(wire.message_id)
+            self.cancelling.discard(wire.message_id)
         return event, None
 
     def _turn(self, wire: _WireFrame) -> TurnEvent | None:
@@ -250,7 +262,7 @@ class RealtimeSession:
 
     def cancel(self, message_id: str) -> None:
         """Stop a turn's generation; its events end with ``done`` (status ``cancelled``)."""
-        self._send({"type": "cancel", "message_id": message_id})
+        self._send(self._state.cancel_frame(message_id))
 
     def ping(self) -> None:
         """Ask for a ``Pong`` frame."""
@@ -261,6 +273,7 @@ class RealtimeSession:
         while True:
             ws = self._connected()
             try:
+                self._keep_authenticated(ws)
                 raw = ws.recv(timeout)
             except ConnectionClosed as exc:
                 self._reconnect(exc)
@@ -282,6 +295,15 @@ class RealtimeSession:
             self._ws = self._open()
         return self._ws
 
+    def _keep_authenticated(self, ws: ClientConnection) -> None:
+        # A fresh token sent on the open socket before the old one expires keeps the socket open (the server
+        # closes it with 4401 at the old token's expiry otherwise).
+        if self._client.tokens.needs_refresh() or self._client.tokens.access_token != self._token:
+            token = self._client.access_token_for_connection()
+            if token != self._token:
+                ws.send(msgspec.json.encode({"type": "auth", "access_token": token}).decode())
+                self._token = token
+
     def _open(self) -> ClientConnection:
         self._token = self._client.access_token_for_connection()
         ws = sync_connect(
@@ -301,11 +323,12 @@ class RealtimeSession:
         while True:
             ws = self._connected()
             try:
+                self._keep_authenticated(ws)
                 ws.send(encoded)
                 return
             except ConnectionClosed as exc:
-                # Sends and subscriptions are replayed by the reconnection itself.
-                replayed = frame["type"] in ("send", "subscribe")
+                # Sends, subscriptions and cancels are replayed by the reconnection itself.
+                replayed = frame["type"] in ("send", "subscribe", "cancel")
                 self._reconnect(exc)
                 if replayed:
                     return
@@ -423,7 +446,7 @@ class AsyncRealtimeSession:
 
     async def cancel(self, message_id: str) -> None:
         """Stop a turn's generation; its events end with ``done`` (status ``cancelled``)."""
-        await self._send({"type": "cancel", "message_id": message_id})
+        await self._send(self._state.cancel_frame(message_id))
 
     async def ping(self) -> None:
         """Ask for a ``Pong`` frame."""
@@ -434,6 +457,7 @@ class AsyncRealtimeSession:
         while True:
             ws = await self._connected()
             try:
+                await self._keep_authenticated(ws)
                 raw = await ws.recv()
             except ConnectionClosed as exc:
                 await self._reconnect(exc)
@@ -455,6 +479,13 @@ class AsyncRealtimeSession:
             self._ws = await self._open()
         return self._ws
 
+    async def _keep_authenticated(self, ws: AsyncConnection) -> None:
+        if self._client.tokens.needs_refresh() or self._client.tokens.access_token != self._token:
+            token = await self._client.access_token_for_connection()
+            if token != self._token:
+                await ws.send(msgspec.json.encode({"type": "auth", "access_token": token}).decode())
+                self._token = token
+
     async def _open(self) -> AsyncConnection:
         self._token = await self._client.access_token_for_connection()
         ws = await async_connect(
@@ -471,10 +502,11 @@ class AsyncRealtimeSession:
         while True:
             ws = await self._connected()
             try:
+                await self._keep_authenticated(ws)
                 await ws.send(encoded)
                 return
             except ConnectionClosed as exc:
-                replayed = frame["type"] in ("send", "subscribe")
+                replayed = frame["type"] in ("send", "subscribe", "cancel")
                 await self._reconnect(exc)
                 if replayed:
                     return

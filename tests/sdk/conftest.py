@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -31,10 +32,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def live_surge(settings: Settings) -> Iterator[LiveSurge]:
-    """Surge on the test's fresh database (SQLite, and PostgreSQL when it is there), served by uvicorn on
-    a thread of its own, so that sync and async clients, SSE and WebSockets all go through real sockets."""
+@contextmanager
+def serve_live(settings: Settings) -> Iterator[LiveSurge]:
+    """Surge on ``settings``, served by uvicorn on a thread of its own, so that sync and async clients, SSE
+    and WebSockets all go through real sockets."""
     port = _free_port()
     config = uvicorn.Config(
         create_app(settings),
@@ -57,6 +58,13 @@ def live_surge(settings: Settings) -> Iterator[LiveSurge]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_surge(settings: Settings) -> Iterator[LiveSurge]:
+    """Surge on the test's fresh database (SQLite, and PostgreSQL when it is there)."""
+    with serve_live(settings) as live:
+        yield live
 
 
 @dataclass

@@ -99,7 +99,17 @@ class FakeRealtime:
                 frame = {"type": "not json"}
             self.received.append(frame)
             kind = frame.get("type")
-            if kind == "ping":
+            if kind == "auth":  # a fresh token on an open socket
+                self.auth_tokens.append(frame.get("access_token"))
+                alive = True
+                if frame.get("access_token") not in self.valid_tokens:
+                    alive = await send(
+                        {
+                            "type": "error",
+                            "data": {"code": "unauthorized", "message": "Invalid access token."},
+                        }
+                    )
+            elif kind == "ping":
                 alive = await send({"type": "pong"})
             elif kind == "send":
                 key = frame["idempotency_key"]

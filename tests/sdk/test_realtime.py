@@ -4,9 +4,11 @@ socket drops or the token expires without losing, repeating or re-sending a turn
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
+import msgspec
 import pytest
 from surge import (
     AsyncSurge,
@@ -46,7 +48,7 @@ class Refresher:
         assert request.url.path == "/v1/auth/refresh"
         self.refreshes += 1
         token = f"access-{self.refreshes + 1}"
-        self.fake.valid_tokens = {token}
+        self.fake.valid_tokens.add(token)  # the old token keeps working until it expires, as a JWT does
         return httpx.Response(200, json=session_body(token, f"refresh-{self.refreshes + 1}"))
 
 
@@ -226,3 +228,46 @@ def test_the_first_frame_authenticates_with_a_fresh_token(fake_ws):
         assert isinstance(session.recv(timeout=5), Pong)
     assert refresher.refreshes == 1 and fake_ws.auth_tokens == ["access-2"]
     assert json.loads(json.dumps(fake_ws.received[0])) == {"type": "ping"}
+
+
+def test_a_token_about_to_expire_is_renewed_on_the_open_socket(fake_ws):
+    refresher = Refresher(fake_ws)
+    with sync_client(fake_ws, refresher) as client, client.realtime() as session:
+        session.ping()
+        assert isinstance(session.recv(timeout=5), Pong)
+        # The token is now in its last seconds: the next call refreshes it and sends it on the socket.
+        credentials = client.tokens.credentials
+        client.tokens.set(msgspec.structs.replace(credentials, expires_at=time.time() + 1))
+        session.ping()
+        assert isinstance(session.recv(timeout=5), Pong)
+    assert refresher.refreshes == 1
+    assert fake_ws.auth_tokens == ["access-1", "access-2"]
+    assert fake_ws.connections == 1, "no reconnection needed"
+    assert fake_ws.sent_of("auth") == [{"type": "auth", "access_token": "access-2"}]
+
+
+async def test_async_a_token_about_to_expire_is_renewed_on_the_open_socket(fake_ws):
+    refresher = Refresher(fake_ws)
+    async with async_client(fake_ws, refresher) as client, client.realtime() as session:
+        client.tokens.set(msgspec.structs.replace(client.tokens.credentials, expires_at=time.time() + 1))
+        await session.ping()
+        assert isinstance(await session.recv(), Pong)
+    assert refresher.refreshes == 1 and fake_ws.auth_tokens == ["access-1", "access-2"]
+    assert fake_ws.connections == 1
+
+
+def test_a_cancel_lost_with_the_socket_is_sent_again(fake_ws, sleeps):
+    # The socket drops after the turn frame and two events: the cancel sent then is lost with it.
+    fake_ws.faults = [Fault(after_frames=3)]
+    with sync_client(fake_ws) as client, client.realtime() as session:
+        session.send("c1", "Hi!")
+        turn_frame = session.recv(timeout=5)
+        session.recv(timeout=5)
+        session.recv(timeout=5)
+        session.cancel(turn_frame.message_id)
+        frames = until_done(iter(session))
+    assert frames[-1].type == "done"
+    cancels = fake_ws.sent_of("cancel")
+    assert cancels and all(frame == {"type": "cancel", "message_id": "assistant-1"} for frame in cancels)
+    assert fake_ws.connections == 2
+    assert any(frame["type"] == "cancel" for frame in fake_ws.received[-3:]), "repeated on the new socket"
