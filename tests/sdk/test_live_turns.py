@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import io
 import time
 from collections.abc import Iterator
 
@@ -249,3 +250,23 @@ def test_the_websocket_outlives_its_access_token(short_token_surge):
             time.sleep(2.5)  # the access token expires; the server would close the socket with 4401
         assert [answer.type for answer in answers] == ["done", "done"]
         assert client.me.get().email == "ada@example.com", "the HTTP side refreshed too"
+
+
+def test_surge_chat_streams_an_answer_with_its_reasoning_dimmed(live_surge, tmp_path):
+    from surge.chat import main
+
+    from tests.sdk.test_chat import scripted
+
+    arguments = ["--base-url", live_surge.url, "--session-file", str(tmp_path / "s.json")]
+    arguments += ["--email", "ada@example.com", "--new", "--thinking", "--color"]
+    out = io.StringIO()
+    code = main(
+        arguments,
+        out=out,
+        read_line=scripted("y", "Why is the sky blue?", "/retry", "/quit"),
+        read_password=lambda prompt: PASSWORD,
+    )
+    text = out.getvalue()
+    assert code == 0, text
+    assert text.count("\x1b[2mthinking: ") == 2, "the answer and its regeneration, reasoning dimmed"
+    assert text.count("surge>") >= 2 and "failed" not in text
