@@ -45,8 +45,9 @@ def postgres_template() -> Iterator[str | None]:
     if not postgres_available():
         yield None
         return
-    name = f"surge_template_{WORKER}"
-    asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    # Unique per run: test suites of other worktrees may share this PostgreSQL server at the same time.
+    name = unique_name(f"surge_template_{WORKER}")
+    asyncio.run(execute_admin(f'CREATE DATABASE "{name}"'))
     upgrade(sqlalchemy_url(name))
     yield name
     asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
