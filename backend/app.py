@@ -29,6 +29,7 @@ from backend.observability.access_log import log_response, timing_middleware
 from backend.observability.health import database_probe, healthz, metrics, readyz
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
+from backend.push.routes import DeviceController
 from backend.runtime import Runtime
 from backend.settings import Settings, load_settings
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeController,
             ConversationController,
             ShareController,
+            DeviceController,
         ],
         dependencies=SHARED_DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=alchemy_config(runtime.engine))],
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 Tag(name="Accounts"),
                 Tag(name="Conversations"),
                 Tag(name="Operations"),
+                Tag(name="Devices"),
             ],
         ),
         debug=False,
