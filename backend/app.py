@@ -25,10 +25,13 @@ from backend.conversations.routes import ConversationController, ShareController
 from backend.db.engine import alchemy_config, create_engine, session_factory
 from backend.deps import SHARED_DEPENDENCIES
 from backend.errors import EXCEPTION_HANDLERS
+from backend.firebase import build_firebase_app
 from backend.observability.access_log import log_response, timing_middleware
 from backend.observability.health import database_probe, healthz, metrics, readyz
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
+from backend.push.dispatcher import push_lifespan
+from backend.push.fcm import build_sender
 from backend.push.routes import DeviceController
 from backend.runtime import Runtime
 from backend.settings import Settings, load_settings
@@ -56,6 +59,10 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
     )
     runtime.readiness["database"] = database_probe(runtime)
+    firebase_app = build_firebase_app(settings)
+    if firebase_app is not None:
+        runtime.firebase_app = firebase_app
+    runtime.push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
     return runtime
 
 
@@ -103,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
-        lifespan=[lifespan],
+        lifespan=[lifespan, push_lifespan(runtime)],
         state=State({"runtime": runtime}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
 from backend.admission.ratelimit import RateLimiter
+from backend.push.fcm import LoggingSender, PushSender
 from backend.settings import Settings
 
 # A readiness check: returns "ok" or raises.
@@ -26,3 +28,6 @@ class Runtime:
     rate_limiter: RateLimiter
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)
     readiness: dict[str, Probe] = field(default_factory=dict)
+    # firebase-admin's App (None without any Firebase setting), and where pushes go.
+    firebase_app: Any = None
+    push_sender: PushSender = field(default_factory=LoggingSender)

@@ -83,6 +83,8 @@ def make_settings(database_url: str, tmp_path: Path, **environ: str) -> Settings
         "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_LOG_JSON": "false",
         "SURGE_LOG_LEVEL": "WARNING",
+        # Push tests run their own dispatchers; API tests do not need one polling in the background.
+        "SURGE_PUSH_DISPATCHER_ENABLED": "false",
     }
     base.update(environ)
     return load_settings(base)
