@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig
 
 from backend import __version__
 from backend.accounts.auth import OPENAPI_COMPONENTS, BearerAuthMiddleware
+from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.routes import AuthController, MeController
 from backend.accounts.tokens import AccessTokens
@@ -62,6 +63,8 @@ def build_runtime(settings: Settings) -> Runtime:
     firebase_app = build_firebase_app(settings)
     if firebase_app is not None:
         runtime.firebase_app = firebase_app
+        if firebase_app.project_id:
+            runtime.firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
     runtime.push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
     return runtime
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
 from backend.admission.ratelimit import RateLimiter
@@ -28,6 +29,7 @@ class Runtime:
     rate_limiter: RateLimiter
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)
     readiness: dict[str, Probe] = field(default_factory=dict)
-    # firebase-admin's App (None without any Firebase setting), and where pushes go.
+    # firebase-admin's App (None without any Firebase setting), Firebase sign-in, and where pushes go.
     firebase_app: Any = None
+    firebase_auth: FirebaseAuth | None = None
     push_sender: PushSender = field(default_factory=LoggingSender)

@@ -46,6 +46,7 @@ async def export_account(session: AsyncSession, user: m.User) -> bytes:
             "display_name": user.display_name,
             "tier": user.tier,
             "created_at": user.created_at,
+            "firebase_uid": user.firebase_uid,
         },
         "conversations": [
             {**msgspec.to_builtins(conversation_view(item)), "messages": by_conversation.get(item.id, [])}
