@@ -85,11 +85,13 @@ its project (audience), issuer and expiry; anything else is `401 unauthorized`.
 Accounts are linked by Firebase uid only: the first sign-in of a uid creates an account (`created: true`),
 later ones log into it (`created: false`). The account's email is the token's when Firebase marks it
 verified (Apple's private relay addresses are kept as given: they forward mail); phone sign-in has none, and
-`email` is null. **If that email already belongs to another account, the answer is `409 conflict` and no
-account is created or linked**: an existing account is never taken over because an email matches; the user
-logs into it with its password instead.
+`email` is null. **If a password account already has that email, the answer is `409 conflict` and no
+account is created or linked**: an account is never taken over because an email matches; its owner logs in
+with the password instead. If the account holding the email is another Firebase identity's, the new account
+is created without an email.
 
-`404 not_found` when this server has no Firebase project configured (`SURGE_FIREBASE_PROJECT_ID`)."""
+`404 not_found` when this server has no Firebase project configured (`SURGE_FIREBASE_PROJECT_ID`, or the
+project of `SURGE_FCM_CREDENTIALS_FILE`)."""
 
 
 class AuthController(Controller):

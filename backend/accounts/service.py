@@ -109,9 +109,10 @@ class AccountService:
     async def sign_in_with_firebase(self, id_token: str) -> tuple[IssuedTokens, bool]:
         """Log in as the account linked to the token's Firebase uid, creating it on the uid's first sign-in.
 
-        Accounts are linked by uid only. A new account takes the token's email when Firebase verified it,
-        unless another account has it: then nothing is created (409), since one email must not become
-        two accounts the user cannot tell apart, nor let a Firebase identity take over a password account.
+        Accounts are linked by uid only. A new account takes the token's email when Firebase verified it.
+        If a password account has that email, nothing is created (409): its owner logs in with the
+        password, and a Firebase identity never takes it over. If another Firebase identity's account has
+        it, the new account goes without the email.
         """
         if self.firebase is None:
             raise NotFound("Firebase sign-in is not enabled on this server.")
@@ -120,8 +121,13 @@ class AccountService:
         if user is not None:
             return await self._start_login(user), False
         email = _usable_email(identity)
-        if email is not None and await self.users.exists(email=email):
-            raise Conflict(EMAIL_TAKEN)
+        holder = await self.users.get_one_or_none(email=email) if email is not None else None
+        if holder is not None:
+            if holder.password_hash is not None:
+                raise Conflict(EMAIL_TAKEN)
+            # Another Firebase identity has it (say, Google before Apple, or a deleted Firebase user):
+            # a new account without the email, rather than a dead end.
+            email = None
         user = m.User(email=email, firebase_uid=identity.uid, display_name=identity.display_name)
         self.session.add(user)
         try:

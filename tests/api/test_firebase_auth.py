@@ -83,6 +83,20 @@ async def test_an_existing_password_account_with_the_same_email_is_never_taken_o
     assert (await firebase_sign_in(client, token)).status_code == 409
 
 
+async def test_a_second_firebase_identity_with_the_same_email_gets_an_account_without_it(client, fake_google):
+    google = (
+        await firebase_sign_in(client, fake_google.id_token("uid-google", email="sam@example.com"))
+    ).json()
+    response = await firebase_sign_in(
+        client, fake_google.id_token("uid-apple-sam", email="sam@example.com", provider="apple.com")
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["created"] is True
+    assert body["user"]["id"] != google["user"]["id"]
+    assert body["user"]["email"] is None
+
+
 async def test_an_email_firebase_did_not_verify_is_not_kept(client, fake_google):
     token = fake_google.id_token("uid-unverified", email="victim@example.com", email_verified=False)
     response = await firebase_sign_in(client, token)
