@@ -270,6 +270,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             problems.append("SURGE_PUSH_BATCH_SIZE must be between 1 and 500 (FCM's batch limit)")
         if not 0 <= self.firebase.clock_skew_s <= 60:
             problems.append("SURGE_FIREBASE_CLOCK_SKEW_S must be between 0 and 60")
+        # A claim must outlive a send (firebase-admin may try a 401 three times): else a second
+        # dispatcher could take over a push that is still on its way and send it again.
+        if self.push.claim_ttl_s < 4 * self.fcm.timeout_s:
+            problems.append("SURGE_PUSH_CLAIM_TTL_S must be at least 4 x SURGE_FCM_TIMEOUT_S")
         return problems
 
 
