@@ -134,3 +134,27 @@ async def test_deleting_the_account_deletes_its_devices(client, alice, bob, sess
         owners = list(await session.scalars(select(m.Device.user_id)))
         assert [str(owner) for owner in owners] == [bob.id]
         assert await session.scalar(select(func.count()).select_from(m.Device)) == 1
+
+
+async def test_a_database_failure_while_registering_never_logs_the_push_token(
+    client, alice, caplog, monkeypatch
+):
+    import logging
+
+    from sqlalchemy import text
+
+    from backend.push.service import DeviceService
+
+    async def broken(self, user_id, *, push_token, **fields):
+        # A statement that fails with the token among its parameters, as a lost connection would.
+        await self.session.execute(text("INSERT INTO no_such_table VALUES (:token)"), {"token": push_token})
+
+    monkeypatch.setattr(DeviceService, "register", broken)
+    caplog.set_level(logging.INFO)
+    response = await client.post("/v1/devices", json=PHONE, headers=alice.headers)
+    assert response.status_code == 500
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__} {record.exc_text}" for record in caplog.records
+    )
+    assert "no_such_table" in logged
+    assert PHONE["push_token"] not in logged
