@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import anyio.to_thread
 from firebase_admin import auth, exceptions
 
 from backend.errors import Unauthorized, UpstreamUnavailable
@@ -49,7 +49,7 @@ class FirebaseAuth:
         )
         try:
             # firebase-admin checks synchronously and may fetch Google's certificates (cached after).
-            claims: dict[str, Any] = await anyio.to_thread.run_sync(check)
+            claims: dict[str, Any] = await asyncio.to_thread(check)
         except auth.CertificateFetchError as error:
             logger.warning(
                 "cannot fetch Firebase ID token certificates", extra={"error": type(error).__name__}
