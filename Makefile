@@ -8,7 +8,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test test-fast lint format bench-db clean
+.PHONY: help run test test-fast lint format bench-db bench-gateway clean
 
 help:
 	@echo "make run       the service on the embedded default (SQLite), printing its URL"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint      ruff and mypy"
 	@echo "make format    ruff format"
 	@echo "make bench-db  GET /v1/conversations latency with 1,000 conversations (PostgreSQL)"
+	@echo "make bench-gateway  what Surge adds between a client and an SGLang worker"
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -37,7 +38,7 @@ test-fast: .venv/.synced
 lint: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
-	$(UV) run --frozen mypy backend
+	$(UV) run --frozen mypy backend sdk_python/surge loadtests/sglang_sim
 
 format: .venv/.synced
 	$(UV) run --frozen ruff format .
@@ -48,3 +49,6 @@ bench-db: .venv/.synced
 
 clean:
 	rm -rf .venv .surge .pytest_cache .mypy_cache .ruff_cache
+
+bench-gateway: .venv/.synced
+	$(UV) run --frozen python -m loadtests.bench_gateway

@@ -17,9 +17,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import __version__
 from backend.accounts.auth import OPENAPI_COMPONENTS, BearerAuthMiddleware
+from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.routes import AuthController, MeController
 from backend.accounts.tokens import AccessTokens
@@ -28,7 +30,7 @@ from backend.chat.control import ControlChannel, LocalControlChannel, RedisContr
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
 from backend.chat.leases import LeaseKeeper
 from backend.chat.routes import TurnController, send_message
-from backend.chat.runner import TurnRunner
+from backend.chat.runner import Turn, TurnRunner
 from backend.chat.titles import TitleWriter
 from backend.chat.websocket import chat_socket
 from backend.conversations.routes import ConversationController, ShareController
@@ -36,6 +38,7 @@ from backend.db.base import new_id
 from backend.db.engine import alchemy_config, create_engine, session_factory
 from backend.deps import SHARED_DEPENDENCIES
 from backend.errors import EXCEPTION_HANDLERS
+from backend.firebase import build_firebase_app
 from backend.inference.client import SGLangClient
 from backend.inference.pool import WorkerPool
 from backend.inference.routes import list_models
@@ -50,6 +53,10 @@ from backend.observability.health import (
 )
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
+from backend.push.dispatcher import push_lifespan
+from backend.push.fcm import build_sender
+from backend.push.outbox import enqueue_completion
+from backend.push.routes import DeviceController
 from backend.runtime import Runtime
 from backend.settings import Settings, load_settings
 
@@ -60,6 +67,15 @@ SCALAR = ScalarRenderPlugin(path="/")
 async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The API reference (Scalar), reading ``/schema/openapi.json``."""
     return Response(SCALAR.render(request, request.app.openapi_schema.to_schema()), media_type=MediaType.HTML)
+
+
+async def notify_if_unattended(session: AsyncSession, turn: Turn, status: str, attached: bool) -> None:
+    """An answer finished while no client watched its stream: queue an "answer ready" push, in the
+    transaction that stores the answer (so it is sent exactly when the answer exists)."""
+    if status == "complete" and not attached:
+        await enqueue_completion(
+            session, user_id=turn.user_id, conversation_id=turn.conversation_id, message_id=turn.message_id
+        )
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -91,6 +107,7 @@ def build_runtime(settings: Settings) -> Runtime:
         replica_id=replica_id,
         shutdown_grace_s=settings.server.shutdown_grace_s,
     )
+    runner.finishers.append(notify_if_unattended)
     if settings.chat.auto_titles:
         runner.on_complete.append(TitleWriter(sessions=sessions, pool=pool, client=sglang).after_turn)
     runtime = Runtime(
@@ -120,6 +137,12 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.readiness["redis"] = redis_probe(redis)
     for spec in settings.inference.models:
         runtime.readiness[f"model:{spec.id}"] = inference_probe(http, spec.workers)
+    firebase_app = build_firebase_app(settings)
+    if firebase_app is not None:
+        runtime.firebase_app = firebase_app
+        if firebase_app.project_id:
+            runtime.firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
+    runtime.push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
     return runtime
 
 
@@ -183,6 +206,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             send_message,
             chat_socket,
             list_models,
+            DeviceController,
         ],
         dependencies=SHARED_DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=alchemy_config(runtime.engine))],
@@ -195,7 +219,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
-        lifespan=[lifespan],
+        lifespan=[lifespan, push_lifespan(runtime)],
         state=State({"runtime": runtime}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -211,6 +235,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 Tag(name="Turns"),
                 Tag(name="Models"),
                 Tag(name="Operations"),
+                Tag(name="Devices"),
             ],
         ),
         debug=False,

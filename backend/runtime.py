@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import httpx
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
 from backend.admission.ratelimit import RateLimiter
@@ -20,6 +22,7 @@ from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService, UserLocks
 from backend.inference.client import SGLangClient
 from backend.inference.pool import WorkerPool
+from backend.push.fcm import LoggingSender, PushSender
 from backend.settings import Settings
 
 # A readiness check: returns "ok" or raises.
@@ -46,6 +49,10 @@ class Runtime:
     user_locks: UserLocks = field(default_factory=UserLocks)
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)
     readiness: dict[str, Probe] = field(default_factory=dict)
+    # firebase-admin's App (None without any Firebase setting), Firebase sign-in, and where pushes go.
+    firebase_app: Any = None
+    firebase_auth: FirebaseAuth | None = None
+    push_sender: PushSender = field(default_factory=LoggingSender)
 
     def turn_service(self, session: AsyncSession) -> TurnService:
         return TurnService(

@@ -14,6 +14,9 @@ Env = Literal["development", "production", "test"]
 # The development JWT secret: fine on a laptop, refused in production (see ``Settings.check_production``).
 INSECURE_JWT_SECRET = "surge-insecure-development-secret-change-me!"  # noqa: S105
 
+# Set, it makes firebase-admin skip ID token signature checks (for the Auth emulator): never in production.
+FIREBASE_AUTH_EMULATOR_HOST = "FIREBASE_AUTH_EMULATOR_HOST"
+
 
 def doc(text: str) -> msgspec.Meta:
     """A field description, shown in ``surge settings`` and the README's configuration table."""
@@ -178,6 +181,65 @@ class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
     auto_titles: Annotated[bool, doc("Name untitled conversations after their first answer")] = True
 
 
+class FirebaseSettings(SettingsGroup, kw_only=True, frozen=True):
+    env_prefix: ClassVar[str] = "FIREBASE_"
+
+    project_id: Annotated[
+        str,
+        doc(
+            "Firebase project id: turns on `POST /v1/auth/firebase` and addresses FCM "
+            "(default: the FCM credentials file's project)"
+        ),
+    ] = ""
+    clock_skew_s: Annotated[
+        int, doc("Seconds of clock difference tolerated when checking a Firebase ID token (0-60)")
+    ] = 5
+    signin_per_ip_per_10min: Annotated[int, doc("Firebase sign-ins allowed per client IP per 10 minutes")] = (
+        60
+    )
+
+
+class FcmSettings(SettingsGroup, kw_only=True, frozen=True):
+    env_prefix: ClassVar[str] = "FCM_"
+
+    credentials_file: Annotated[
+        str, doc("Service-account JSON file FCM pushes are sent with. Unset: pushes are logged, not sent")
+    ] = ""
+    timeout_s: Annotated[int, doc("Timeout of one request to FCM, seconds")] = 10
+
+
+class PushSettings(SettingsGroup, kw_only=True, frozen=True):
+    env_prefix: ClassVar[str] = "PUSH_"
+
+    dispatcher_enabled: Annotated[
+        bool, doc("Run the push outbox dispatcher in this process (every replica runs one)")
+    ] = True
+    poll_interval_s: Annotated[
+        float, doc("How often the dispatcher looks for pushes that are due, seconds")
+    ] = 1.0
+    batch_size: Annotated[int, doc("Pushes sent per FCM batch (1-500)")] = 100
+    claim_ttl_s: Annotated[
+        int, doc("Seconds a dispatcher's claim on a push holds; after that another replica may send it")
+    ] = 60
+    max_attempts: Annotated[int, doc("Sends tried per push and device before giving up")] = 8
+    retry_base_s: Annotated[
+        float, doc("First retry delay after a transient FCM error; doubles each time")
+    ] = 5.0
+    retry_max_s: Annotated[float, doc("Longest retry delay, seconds (a longer Retry-After is honoured)")] = (
+        600.0
+    )
+    ttl_s: Annotated[
+        int,
+        doc("Lifetime of an 'answer ready' push, seconds: FCM/APNs expiry, and the outbox drops it after"),
+    ] = 3600
+    per_device_per_10min: Annotated[
+        int, doc("Pushes sent to one device per 10 minutes; more wait for the window")
+    ] = 10
+    include_text: Annotated[
+        bool, doc("Put the start of the answer in the notification body (off: the title and ids only)")
+    ] = False
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Everything Surge can be configured with; build it with :func:`load_settings`."""
 
@@ -187,6 +249,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     chat: ChatSettings = msgspec.field(default_factory=ChatSettings)
     inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
+    firebase: FirebaseSettings = msgspec.field(default_factory=FirebaseSettings)
+    fcm: FcmSettings = msgspec.field(default_factory=FcmSettings)
+    push: PushSettings = msgspec.field(default_factory=PushSettings)
 
     @property
     def database_url(self) -> str:
@@ -212,6 +277,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             )
         if self.server.workers > 1 and not self.redis.url:
             problems.append("SURGE_REDIS_URL is required to run more than one backend process")
+        # firebase-admin reads this from the process environment and then accepts unsigned ID tokens.
+        if os.environ.get(FIREBASE_AUTH_EMULATOR_HOST):
+            problems.append(
+                f"{FIREBASE_AUTH_EMULATOR_HOST} is set: firebase-admin would accept unsigned ID tokens"
+            )
         return problems
 
     def configuration_problems(self) -> list[str]:
@@ -224,6 +294,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             problems.append("SURGE_MODELS has two models with the same id")
         if self.inference.default_model and self.inference.model(self.inference.default_model) is None:
             problems.append(f"SURGE_DEFAULT_MODEL {self.inference.default_model!r} is not in SURGE_MODELS")
+        if self.fcm.credentials_file and not Path(self.fcm.credentials_file).is_file():
+            problems.append(
+                f"SURGE_FCM_CREDENTIALS_FILE {self.fcm.credentials_file!r} is not a readable file"
+            )
+        if not 1 <= self.push.batch_size <= 500:
+            problems.append("SURGE_PUSH_BATCH_SIZE must be between 1 and 500 (FCM's batch limit)")
+        if not 0 <= self.firebase.clock_skew_s <= 60:
+            problems.append("SURGE_FIREBASE_CLOCK_SKEW_S must be between 0 and 60")
+        # A claim must outlive a send (firebase-admin may try a 401 three times): else a second
+        # dispatcher could take over a push that is still on its way and send it again.
+        if self.push.claim_ttl_s < 4 * self.fcm.timeout_s:
+            problems.append("SURGE_PUSH_CLAIM_TTL_S must be at least 4 x SURGE_FCM_TIMEOUT_S")
         return problems
 
 
@@ -234,6 +316,9 @@ GROUPS: Mapping[str, type[SettingsGroup]] = {
     "auth": AuthSettings,
     "chat": ChatSettings,
     "inference": InferenceSettings,
+    "firebase": FirebaseSettings,
+    "fcm": FcmSettings,
+    "push": PushSettings,
 }
 
 G = TypeVar("G", bound=SettingsGroup)
@@ -279,6 +364,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         auth=_load_group(AuthSettings, env),
         chat=_load_group(ChatSettings, env),
         inference=_load_group(InferenceSettings, env),
+        firebase=_load_group(FirebaseSettings, env),
+        fcm=_load_group(FcmSettings, env),
+        push=_load_group(PushSettings, env),
     )
 
 

@@ -87,8 +87,9 @@ def postgres_template() -> Iterator[str | None]:
     if not postgres_available():
         yield None
         return
-    name = f"surge_template_{WORKER}"
-    asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'))
+    # Unique per run: test suites of other worktrees may share this PostgreSQL server at the same time.
+    name = unique_name(f"surge_template_{WORKER}")
+    asyncio.run(execute_admin(f'CREATE DATABASE "{name}"'))
     upgrade(sqlalchemy_url(name))
     yield name
     asyncio.run(execute_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -129,6 +130,8 @@ def make_settings(
         "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_LOG_JSON": "false",
         "SURGE_LOG_LEVEL": "WARNING",
+        # Push tests run their own dispatchers; API tests do not need one polling in the background.
+        "SURGE_PUSH_DISPATCHER_ENABLED": "false",
     }
     base.update(environ)
     return load_settings(base)

@@ -36,6 +36,7 @@ async def export_account(session: AsyncSession, user: m.User) -> bytes:
     logins = await session.scalars(
         select(m.TokenFamily).where(m.TokenFamily.user_id == user.id).order_by(m.TokenFamily.id)
     )
+    devices = await session.scalars(select(m.Device).where(m.Device.user_id == user.id).order_by(m.Device.id))
     document = {
         "format_version": FORMAT_VERSION,
         "exported_at": datetime.now(UTC),
@@ -45,6 +46,7 @@ async def export_account(session: AsyncSession, user: m.User) -> bytes:
             "display_name": user.display_name,
             "tier": user.tier,
             "created_at": user.created_at,
+            "firebase_uid": user.firebase_uid,
         },
         "conversations": [
             {**msgspec.to_builtins(conversation_view(item)), "messages": by_conversation.get(item.id, [])}
@@ -69,6 +71,18 @@ async def export_account(session: AsyncSession, user: m.User) -> bytes:
                 "revoked_at": family.revoked_at,
             }
             for family in logins
+        ],
+        # Devices that get push notifications, without their push tokens.
+        "devices": [
+            {
+                "id": device.id,
+                "platform": device.platform,
+                "app_version": device.app_version,
+                "locale": device.locale,
+                "created_at": device.created_at,
+                "last_seen_at": device.last_seen_at,
+            }
+            for device in devices
         ],
     }
     return msgspec.json.encode(document)

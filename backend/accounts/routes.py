@@ -14,13 +14,29 @@ from litestar.response import Response
 
 from backend.accounts.auth import BEARER
 from backend.accounts.export import export_account
-from backend.accounts.schemas import LoginRequest, RefreshRequest, Session, SignupRequest, User, UserUpdate
+from backend.accounts.schemas import (
+    FirebaseSession,
+    FirebaseSignIn,
+    LoginRequest,
+    RefreshRequest,
+    Session,
+    SignupRequest,
+    User,
+    UserUpdate,
+)
 from backend.accounts.service import AccountService, IssuedTokens, normalise_email
 from backend.admission.client_ip import client_ip
 from backend.admission.ratelimit import RateLimit, enforce
 from backend.db import models as m
 from backend.deps import CurrentUser, DbSession, RuntimeDep
-from backend.errors import Conflict, RateLimited, Unauthorized, error_responses
+from backend.errors import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    UpstreamUnavailable,
+    error_responses,
+)
 
 
 def provide_account_service(db_session: DbSession, runtime: RuntimeDep) -> AccountService:
@@ -29,6 +45,7 @@ def provide_account_service(db_session: DbSession, runtime: RuntimeDep) -> Accou
         settings=runtime.settings.auth,
         passwords=runtime.passwords,
         access_tokens=runtime.access_tokens,
+        firebase=runtime.firebase_auth,
     )
 
 
@@ -49,6 +66,32 @@ def to_session(issued: IssuedTokens) -> Session:
         refresh_token=issued.refresh_token,
         expires_in=issued.expires_in,
     )
+
+
+def to_firebase_session(issued: IssuedTokens, created: bool) -> FirebaseSession:
+    return FirebaseSession(
+        user=to_user(issued.user),
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+        created=created,
+    )
+
+
+FIREBASE_SIGN_IN = """Exchange a Firebase Auth ID token (Google, Apple or phone sign-in in the app's
+Firebase SDK) for a Surge session. firebase-admin checks the token's signature against Google's keys,
+its project (audience), issuer and expiry; anything else is `401 unauthorized`.
+
+Accounts are linked by Firebase uid only: the first sign-in of a uid creates an account (`created: true`),
+later ones log into it (`created: false`). The account's email is the token's when Firebase marks it
+verified (Apple's private relay addresses are kept as given: they forward mail); phone sign-in has none, and
+`email` is null. **If a password account already has that email, the answer is `409 conflict` and no
+account is created or linked**: an account is never taken over because an email matches; its owner logs in
+with the password instead. If the account holding the email is another Firebase identity's, the new account
+is created without an email.
+
+`404 not_found` when this server has no Firebase project configured (`SURGE_FIREBASE_PROJECT_ID`, or the
+project of `SURGE_FCM_CREDENTIALS_FILE`)."""
 
 
 class AuthController(Controller):
@@ -106,6 +149,29 @@ class AuthController(Controller):
             normalise_email(data.email),
         )
         return to_session(await accounts.log_in(data.email, data.password))
+
+    @post(
+        "/firebase",
+        status_code=200,
+        exclude_from_auth=True,
+        summary="Sign in with Firebase (Google, Apple, phone)",
+        description=FIREBASE_SIGN_IN,
+        responses=error_responses(Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable),
+    )
+    async def firebase_sign_in(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[FirebaseSignIn],
+        accounts: NamedDependency[AccountService],
+        runtime: RuntimeDep,
+    ) -> FirebaseSession:
+        await enforce(
+            runtime.rate_limiter,
+            RateLimit("firebase_ip", runtime.settings.firebase.signin_per_ip_per_10min, 600),
+            client_ip(request, runtime.trusted_proxies),
+        )
+        issued, created = await accounts.sign_in_with_firebase(data.id_token)
+        return to_firebase_session(issued, created)
 
     @post(
         "/refresh",

@@ -53,3 +53,22 @@ class UserUpdate(msgspec.Struct):
     """Only the fields sent change; ``tier`` and anything else unknown is ignored, never applied."""
 
     display_name: DisplayName | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class FirebaseSignIn(msgspec.Struct):
+    id_token: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=8192,
+            description="A Firebase Auth ID token from the app's Firebase SDK (`getIdToken()`)",
+        ),
+    ]
+
+
+class FirebaseSession(Session, kw_only=True):
+    """A Session, and whether this sign-in created the account."""
+
+    created: Annotated[
+        bool, msgspec.Meta(description="True when this Firebase uid signed in for the first time")
+    ]

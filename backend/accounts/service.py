@@ -13,10 +13,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.accounts.firebase import FirebaseAuth, FirebaseIdentity
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens, hash_refresh_token, new_refresh_token
 from backend.db import models as m
-from backend.errors import Conflict, Unauthorized, ValidationFailed
+from backend.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from backend.settings import AuthSettings
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -28,6 +29,23 @@ def normalise_email(email: str) -> str:
     if not _EMAIL.match(normalised):
         raise ValidationFailed("Not a valid email address.", fields={"email": "not a valid email address"})
     return normalised
+
+
+EMAIL_TAKEN = (
+    "An account with this email already exists: log in to it with its password. "
+    "Firebase sign-in links accounts by Firebase uid, never by email."
+)
+
+
+def _usable_email(identity: FirebaseIdentity) -> str | None:
+    """The token's verified email, normalised; Apple's private relay addresses are kept as they are
+    (they are real, forwarding addresses)."""
+    if identity.email is None:
+        return None
+    try:
+        return normalise_email(identity.email)
+    except ValidationFailed:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +70,14 @@ class AccountService:
         settings: AuthSettings,
         passwords: Passwords,
         access_tokens: AccessTokens,
+        firebase: FirebaseAuth | None = None,
     ) -> None:
         self.session = session
         self.users = UserRepository(session=session, auto_refresh=False)
         self.settings = settings
         self.passwords = passwords
         self.access_tokens = access_tokens
+        self.firebase = firebase
 
     async def sign_up(self, email: str, password: str, display_name: str | None) -> IssuedTokens:
         email = normalise_email(email)
@@ -85,6 +105,40 @@ class AccountService:
         if not await self.passwords.verify(user.password_hash if user else None, password) or user is None:
             raise Unauthorized("Wrong email or password.")
         return await self._start_login(user)
+
+    async def sign_in_with_firebase(self, id_token: str) -> tuple[IssuedTokens, bool]:
+        """Log in as the account linked to the token's Firebase uid, creating it on the uid's first sign-in.
+
+        Accounts are linked by uid only. A new account takes the token's email when Firebase verified it.
+        If a password account has that email, nothing is created (409): its owner logs in with the
+        password, and a Firebase identity never takes it over. If another Firebase identity's account has
+        it, the new account goes without the email.
+        """
+        if self.firebase is None:
+            raise NotFound("Firebase sign-in is not enabled on this server.")
+        identity = await self.firebase.verify(id_token)
+        user = await self.users.get_one_or_none(firebase_uid=identity.uid)
+        if user is not None:
+            return await self._start_login(user), False
+        email = _usable_email(identity)
+        holder = await self.users.get_one_or_none(email=email) if email is not None else None
+        if holder is not None:
+            if holder.password_hash is not None:
+                raise Conflict(EMAIL_TAKEN)
+            # Another Firebase identity has it (say, Google before Apple, or a deleted Firebase user):
+            # a new account without the email, rather than a dead end.
+            email = None
+        user = m.User(email=email, firebase_uid=identity.uid, display_name=identity.display_name)
+        self.session.add(user)
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:  # the same uid (or email) signing in twice at once
+            await self.session.rollback()
+            user = await self.users.get_one_or_none(firebase_uid=identity.uid)
+            if user is None:
+                raise Conflict(EMAIL_TAKEN) from exc
+            return await self._start_login(user), False
+        return await self._start_login(user), True
 
     async def _start_login(self, user: m.User) -> IssuedTokens:
         family = m.TokenFamily(user_id=user.id)

@@ -115,8 +115,9 @@ class Generation:
         return "".join(self.content), reasoning or None
 
 
-# Called after a turn is stored as finished, in the same transaction: (session, turn, attached).
-Finisher = Callable[[AsyncSession, Turn, bool], Awaitable[None]]
+# Called when a turn is stored as finished, inside that transaction: (session, turn, status, attached),
+# ``attached`` telling whether any client was following the turn's stream at that moment.
+Finisher = Callable[[AsyncSession, Turn, str, bool], Awaitable[None]]
 
 
 class TurnRunner:
@@ -441,7 +442,7 @@ class TurnRunner:
                 await session.rollback()
                 return None
             for finisher in self.finishers:
-                await finisher(session, turn, attached)
+                await finisher(session, turn, values["status"], attached)
             await session.commit()
             return await session.scalar(select(m.Message).where(m.Message.id == turn.message_id))
 

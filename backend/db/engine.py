@@ -34,12 +34,15 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         engine = create_async_engine(
             url,
             echo=settings.database.echo,
+            # A failed statement's error quotes its parameters: message text, push tokens. Not in logs.
+            hide_parameters=True,
         )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     return create_async_engine(
         url,
         echo=settings.database.echo,
+        hide_parameters=True,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
         pool_pre_ping=True,

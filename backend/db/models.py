@@ -1,4 +1,5 @@
-"""Surge's tables: accounts and their logins, conversations, the message tree, shares, idempotency keys."""
+"""Surge's tables: accounts and their logins, conversations, the message tree, shares, idempotency keys,
+replicas, push devices and the push outbox."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     display_name: Mapped[str | None] = mapped_column(String(100))
     tier: Mapped[str] = mapped_column(String(16), default="free", server_default="free")
+    # The Firebase Auth uid this account signs in as (POST /v1/auth/firebase); accounts are linked by it
+    # and never by email alone.
+    firebase_uid: Mapped[str | None] = mapped_column(String(128), unique=True)
 
 
 class TokenFamily(Base):
@@ -173,3 +177,72 @@ class Replica(Base):
     pid: Mapped[int] = mapped_column(Integer)
     shared_broker: Mapped[bool] = mapped_column(Boolean)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# --- push: devices and the outbox (backend/push) ---
+
+
+class Device(Base):
+    """A phone or browser that gets "answer ready" notifications through FCM."""
+
+    __tablename__ = "device"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    # The FCM registration token: write-only in the API and never logged.
+    push_token: Mapped[str] = mapped_column(Text)
+    # SHA-256 of push_token, the unique key: PostgreSQL cannot index values as long as a token may be.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    app_version: Mapped[str | None] = mapped_column(String(50))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PushOutbox(Base):
+    """A finished answer whose owner should be told, written in the same transaction as the answer.
+
+    The dispatcher turns each row into one :class:`PushDelivery` per device of the user, and deletes it.
+    """
+
+    __tablename__ = "push_outbox"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    conversation_id: Mapped[UUID] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    message_id: Mapped[UUID] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
+
+
+class PushDelivery(Base):
+    """One finished answer to one device: claimed by one dispatcher at a time, sent at most once."""
+
+    __tablename__ = "push_delivery"
+    __table_args__ = (
+        # One completion reaches one device once, however many times it was enqueued or claimed.
+        UniqueConstraint("message_id", "device_id"),
+        # What a dispatcher claims: pending pushes by due time.
+        Index(
+            "ix_push_delivery_due",
+            "due_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # The per-device rate limit counts a device's recent sends.
+        Index("ix_push_delivery_device_sent", "device_id", "sent_at"),
+    )
+
+    # The answer's owner when it finished: a device that has since moved to another account is skipped.
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[UUID] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"))
+    device_id: Mapped[UUID] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    # pending -> sent | failed | dropped
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The dispatcher holding it, until when: a crashed dispatcher's claims lapse and another takes them.
+    claimed_by: Mapped[UUID | None]
+    claim_expires_at: Mapped[datetime | None]
+    # When the answer finished: the push is dropped once it is older than SURGE_PUSH_TTL_S.
+    enqueued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # The last FCM outcome, as a code (``unavailable``, ``unregistered``, ...): never message text.
+    outcome: Mapped[str | None] = mapped_column(String(40))

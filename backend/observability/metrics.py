@@ -34,3 +34,37 @@ UPSTREAM_RETRIES = Counter(
 TURNS_RECOVERED = Counter(
     "surge_turns_recovered_total", "Turns whose replica died, by what the survivor did", ["action"]
 )
+
+# --- push: devices, the outbox and FCM ---
+PUSH_SENDS = Counter(
+    "surge_push_sends_total",
+    "Pushes handed to FCM (or logged without credentials), by result: sent, logged, or FCM's error code",
+    ["result"],
+)
+PUSH_AUTH_ERRORS = Counter(
+    "surge_push_auth_errors_total",
+    "FCM refused Surge's or the APNs/web push credentials (alert on any increase): nothing is sent",
+    ["code"],
+)
+PUSH_TOKENS_DELETED = Counter(
+    "surge_push_tokens_deleted_total", "Devices removed because FCM called their token dead", ["reason"]
+)
+PUSH_RETRIES = Counter(
+    "surge_push_retries_total", "Pushes scheduled again after a transient FCM error", ["code"]
+)
+PUSH_DROPPED = Counter(
+    "surge_push_dropped_total",
+    "Pushes given up without sending: expired, device_moved, gave_up (retries exhausted), rejected",
+    ["reason"],
+)
+PUSH_DEFERRED = Counter(
+    "surge_push_deferred_total", "Pushes held back by the per-device rate limit until its window frees"
+)
+PUSH_OUTBOX_BACKLOG = Gauge(
+    "surge_push_outbox_backlog",
+    "Pushes waiting: finished answers not yet expanded to devices, and per-device pushes not yet sent",
+    ["stage"],
+)
+PUSH_BATCH_SECONDS = Histogram(
+    "surge_push_batch_seconds", "Time to send one batch to FCM", buckets=LATENCY_BUCKETS
+)

@@ -13,7 +13,8 @@ import pytest
 from loadtests.sglang_sim import SimConfig, free_port, run_subprocess
 from tests.sglang_sim.conftest import chat_body, sse_events
 
-pytestmark = pytest.mark.slow
+# One router for the module: keep its tests on one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sglang-router")]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def router_url() -> Iterator[str]:
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90  # a busy 2-core CI machine starts it slowly
             while True:
                 assert proc.poll() is None, "router exited"
                 try:

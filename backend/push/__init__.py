@@ -1,0 +1,1 @@
+"""Push notifications: devices, the transactional outbox of finished answers, and the FCM dispatcher."""

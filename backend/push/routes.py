@@ -1,0 +1,74 @@
+"""``/v1/devices``: where a user's push notifications go."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from backend.accounts.auth import BEARER
+from backend.deps import CurrentUser, DbSession
+from backend.errors import NotFound, Unauthorized, error_responses
+from backend.push.schemas import Device, DeviceList, DeviceRegistration, device_view
+from backend.push.service import DeviceService
+
+
+def provide_device_service(db_session: DbSession) -> DeviceService:
+    return DeviceService(db_session)
+
+
+class DeviceController(Controller):
+    path = "/v1/devices"
+    tags = ["Devices"]
+    security = BEARER
+    dependencies = {"devices": Provide(provide_device_service, sync_to_thread=False)}
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Register this device's push token",
+        description=(
+            "Call it at every app start and whenever FCM gives the app a new token. A token that is already "
+            "registered updates that device (same `id`; `app_version` and `locale` change only when sent) "
+            "and moves it to the calling account if another account had it: pushes for the other "
+            "account's answers stop going to it. Answers `201` in both cases."
+        ),
+        responses=error_responses(Unauthorized),
+    )
+    async def register(
+        self,
+        data: JSONBody[DeviceRegistration],
+        devices: NamedDependency[DeviceService],
+        current_user: CurrentUser,
+    ) -> Device:
+        device = await devices.register(
+            current_user.id,
+            platform=data.platform,
+            push_token=data.push_token,
+            app_version=data.app_version,
+            locale=data.locale,
+        )
+        return device_view(device)
+
+    @get(
+        "/",
+        summary="The devices that get this account's push notifications",
+        responses=error_responses(Unauthorized),
+    )
+    async def list_devices(
+        self, devices: NamedDependency[DeviceService], current_user: CurrentUser
+    ) -> DeviceList:
+        return DeviceList(data=[device_view(device) for device in await devices.listing(current_user.id)])
+
+    @delete(
+        "/{device_id:uuid}",
+        status_code=204,
+        summary="Stop sending push notifications to a device",
+        responses=error_responses(Unauthorized, NotFound),
+    )
+    async def remove(
+        self, device_id: FromPath[UUID], devices: NamedDependency[DeviceService], current_user: CurrentUser
+    ) -> None:
+        await devices.remove(current_user.id, device_id)
