@@ -18,6 +18,9 @@ class Worker:
     url: str
     model_id: str
     in_flight: int = 0
+    # Requests the worker runs at once (SGLang's max_running_requests, read from /server_info).
+    max_running: int = 32
+    healthy: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,14 @@ class WorkerPool:
             return None
         counter = self._turns.setdefault(request.model_id, itertools.count())
         return candidates[next(counter) % len(candidates)]
+
+    def capacity(self, model_id: str) -> int:
+        """Turns the model's healthy workers can run at once."""
+        return sum(w.max_running for w in self.workers.get(model_id, []) if w.healthy)
+
+    def in_flight(self, model_id: str) -> int:
+        """Turns this replica is streaming from the model's workers right now."""
+        return sum(w.in_flight for w in self.workers.get(model_id, []))
 
     @contextmanager
     def running(self, worker: Worker) -> Iterator[Worker]:
