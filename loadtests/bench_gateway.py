@@ -99,26 +99,40 @@ async def direct_ttft(http: httpx.AsyncClient, worker: str, question: str, max_t
 
 
 async def surge_turn(
-    http: httpx.AsyncClient, backend: Backend, index: int, question: str, *, thinking: bool = False
+    http: httpx.AsyncClient,
+    backend: Backend,
+    index: int,
+    question: str,
+    *,
+    thinking: bool = False,
+    stop_after_first_token: bool = False,
 ) -> tuple[float, int]:
-    """Seconds to the first token through Surge, and the completion tokens of the finished turn."""
+    """Seconds to the first token through Surge, and the tokens relayed (streamed events counted)."""
     token = backend.tokens[index % len(backend.tokens)]
     conversation = backend.conversations[index % len(backend.conversations)]
+    headers = {"Authorization": f"Bearer {token}"}
     started = time.perf_counter()
-    first, tokens, event = None, 0, ""
+    first, tokens, event, answer = None, 0, "", ""
     async with http.stream(
         "POST",
         f"{backend.url}/v1/conversations/{conversation}/messages",
         json={"content": question, "thinking": thinking, "stream": True, "parent_id": None},
-        headers={"Authorization": f"Bearer {token}"},
+        headers=headers,
     ) as response:
         async for line in response.aiter_lines():
             if line.startswith("event:"):
                 event = line[7:].strip()
-                if first is None and event in ("reasoning", "content"):
-                    first = time.perf_counter() - started
-            elif line.startswith("data:") and event == "done":
-                tokens = (json.loads(line[5:])["message"]["usage"] or {}).get("completion_tokens", 0)
+                if event in ("reasoning", "content"):
+                    tokens += 1
+                    if first is None:
+                        first = time.perf_counter() - started
+                        if stop_after_first_token:
+                            break
+            elif line.startswith("data:") and event == "turn":
+                answer = json.loads(line[5:])["assistant_message"]["id"]
+    if stop_after_first_token and answer:
+        # Only the first token was wanted: stop the answer rather than load the worker with it.
+        await http.post(f"{backend.url}/v1/messages/{answer}/cancel", headers=headers)
     return (first if first is not None else float("nan")), tokens
 
 
@@ -165,7 +179,9 @@ async def database(kind: str) -> AsyncIterator[dict[str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def surge(kind: str, worker_url: str, users: int) -> AsyncIterator[Backend]:
+async def surge(
+    kind: str, worker_url: str, users: int, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Backend]:
     async with database(kind) as env_db:
         port = free_port()
         env = {
@@ -183,6 +199,7 @@ async def surge(kind: str, worker_url: str, users: int) -> AsyncIterator[Backend
             "SURGE_MODELS": json.dumps(
                 [{"id": MODEL, "display_name": "bench", "workers": [worker_url], "max_output_tokens": 32768}]
             ),
+            **(extra_env or {}),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -241,7 +258,7 @@ async def added_ttft(
         question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
         async with slots:
             direct.append(await direct_ttft(http, worker_url, question + " (direct)", 64))
-            through.append((await surge_turn(http, backend, index, question))[0])
+            through.append((await surge_turn(http, backend, index, question, stop_after_first_token=True))[0])
 
     await asyncio.gather(*(pair(index) for index in range(pairs)))
     return summarise(direct, through)
@@ -312,7 +329,7 @@ async def hold_streams(
     for index in range(probes):
         question = f"Probe {index} {uuid.uuid4().hex}"
         direct.append(await direct_ttft(http, worker_url, question + " (direct)", 16))
-        through.append((await surge_turn(http, backend, index, question))[0])
+        through.append((await surge_turn(http, backend, index, question, stop_after_first_token=True))[0])
     stop.set()
     for holder in holders:
         holder.cancel()

@@ -168,7 +168,7 @@ class TurnService:
             if parent_id is not None:
                 await self._check_parent(conversation.id, parent_id)
             now = datetime.now(UTC)
-            user_message = await self.tree.append(
+            user_message = self.tree.append(
                 conversation,
                 parent_id=parent_id,
                 role="user",
@@ -228,7 +228,7 @@ class TurnService:
         fingerprint: str,
     ) -> AcceptedTurn:
         now = datetime.now(UTC)
-        answer = await self.tree.append(
+        answer = self.tree.append(
             conversation,
             parent_id=user_message.id,
             role="assistant",
@@ -241,6 +241,9 @@ class TurnService:
         answer.lease_owner = self.replica_id
         answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
         if key is not None:
+            # The key refers to both messages, and without ORM relationships the unit of work does not
+            # order the inserts by foreign key: write the messages first.
+            await self.session.flush()
             self.session.add(
                 m.IdempotencyKey(
                     user_id=user.id,

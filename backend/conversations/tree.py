@@ -9,6 +9,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import models as m
+from backend.db.base import new_id
 
 
 class MessageTree:
@@ -59,7 +60,7 @@ class MessageTree:
         subtree = root.union_all(select(m.Message.id).join(root, m.Message.parent_id == root.c.id))
         return await self.session.scalar(select(subtree.c.id).order_by(subtree.c.id.desc()).limit(1))
 
-    async def append(
+    def append(
         self,
         conversation: m.Conversation,
         *,
@@ -70,9 +71,12 @@ class MessageTree:
         model: str | None = None,
         now: datetime | None = None,
     ) -> m.Message:
-        """Add a message under ``parent_id`` and make it the current leaf (the caller commits)."""
+        """Add a message under ``parent_id`` and make it the current leaf (the caller flushes or commits)."""
         now = now or datetime.now(UTC)
         message = m.Message(
+            # The id is made here rather than at flush, so no flush is needed before the caller commits:
+            # a turn's two messages and the conversation's new state go to the database in one round trip.
+            id=new_id(),
             conversation_id=conversation.id,
             parent_id=parent_id,
             role=role,
@@ -88,5 +92,4 @@ class MessageTree:
         conversation.current_leaf_id = None
         conversation.last_message_at = now
         conversation.activity_at = now
-        await self.session.flush()
         return message

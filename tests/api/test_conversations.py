@@ -22,7 +22,7 @@ async def add_message(sessions, conversation_id: str, *, parent: str | None, rol
     """Insert a message through the service layer, as the chat turn will."""
     async with sessions() as session:
         conversation = await session.get(m.Conversation, uuid.UUID(conversation_id))
-        message = await MessageTree(session).append(
+        message = MessageTree(session).append(
             conversation,
             parent_id=uuid.UUID(parent) if parent else None,
             role=role,

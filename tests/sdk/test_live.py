@@ -54,7 +54,7 @@ async def add_message(
         async with session_factory(engine)() as session:
             conversation = await session.get(m.Conversation, uuid.UUID(conversation_id))
             assert conversation is not None
-            message = await MessageTree(session).append(
+            message = MessageTree(session).append(
                 conversation,
                 parent_id=uuid.UUID(parent) if parent else None,
                 role=role,
