@@ -40,6 +40,7 @@ from backend.deps import SHARED_DEPENDENCIES
 from backend.errors import EXCEPTION_HANDLERS
 from backend.firebase import build_firebase_app
 from backend.inference.client import SGLangClient
+from backend.inference.health import HealthMonitor
 from backend.inference.pool import WorkerPool
 from backend.inference.routes import list_models
 from backend.observability.access_log import log_response, timing_middleware
@@ -96,7 +97,7 @@ def build_runtime(settings: Settings) -> Runtime:
         timeout=httpx.Timeout(10.0, connect=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
-    pool = WorkerPool.from_models(settings.inference.models)
+    pool = WorkerPool.from_settings(settings.inference)
     sglang = SGLangClient()
     runner = TurnRunner(
         sessions=sessions,
@@ -125,6 +126,7 @@ def build_runtime(settings: Settings) -> Runtime:
         pool=pool,
         sglang=sglang,
         runner=runner,
+        fleet=HealthMonitor(pool, sglang, settings.inference),
         leases=LeaseKeeper(
             settings=settings, sessions=sessions, event_log=event_log, runner=runner, replica_id=replica_id
         ),
@@ -136,7 +138,7 @@ def build_runtime(settings: Settings) -> Runtime:
     if redis is not None:
         runtime.readiness["redis"] = redis_probe(redis)
     for spec in settings.inference.models:
-        runtime.readiness[f"model:{spec.id}"] = inference_probe(http, spec.workers)
+        runtime.readiness[f"model:{spec.id}"] = inference_probe(pool, spec.id)
     firebase_app = build_firebase_app(settings)
     if firebase_app is not None:
         runtime.firebase_app = firebase_app
@@ -150,6 +152,7 @@ def build_runtime(settings: Settings) -> Runtime:
 async def running(runtime: Runtime) -> AsyncIterator[None]:
     """Start the background parts of a replica, and stop them in reverse order."""
     await runtime.event_log.start()
+    await runtime.fleet.start()
 
     async def cancel_here(turn_id: UUID) -> None:
         await runtime.runner.cancel(turn_id)
@@ -162,6 +165,7 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
     finally:
         await runtime.runner.shutdown()
         await runtime.leases.close()
+        await runtime.fleet.close()
         await runtime.control.close()
         await runtime.event_log.close()
         await runtime.http.aclose()

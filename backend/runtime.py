@@ -21,6 +21,7 @@ from backend.chat.leases import LeaseKeeper
 from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService, UserLocks
 from backend.inference.client import SGLangClient
+from backend.inference.health import HealthMonitor
 from backend.inference.pool import WorkerPool
 from backend.push.fcm import LoggingSender, PushSender
 from backend.settings import Settings
@@ -45,6 +46,7 @@ class Runtime:
     pool: WorkerPool
     sglang: SGLangClient
     runner: TurnRunner
+    fleet: HealthMonitor
     leases: LeaseKeeper
     user_locks: UserLocks = field(default_factory=UserLocks)
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)

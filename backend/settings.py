@@ -138,6 +138,33 @@ class InferenceSettings(SettingsGroup, kw_only=True, frozen=True):
     default_model: Annotated[
         str, doc("Model of new conversations when the client names none (first model if unset)")
     ] = ""
+    models_file: Annotated[
+        str,
+        doc(
+            "A file holding SURGE_MODELS' JSON instead; re-read when it changes, so workers join and leave "
+            "without a restart"
+        ),
+    ] = ""
+    routing_policy: Annotated[
+        Literal["ttft", "cache_aware", "least_load", "round_robin"],
+        doc(
+            "How a turn's worker is chosen: ttft (predicted time to first token), cache_aware (as "
+            "sglang-router), least_load, round_robin"
+        ),
+    ] = "ttft"
+    prefill_tokens_per_s: Annotated[
+        float, doc("Uncached prompt tokens a worker prefills per second (the ttft policy's estimate)")
+    ] = 20_000.0
+    health_interval_s: Annotated[
+        float, doc("How often each worker's /health, /get_load and /metrics are read")
+    ] = 2.0
+    health_timeout_s: Annotated[float, doc("A health probe slower than this has failed")] = 2.0
+    health_failure_threshold: Annotated[int, doc("Failed probes in a row that mark a worker unhealthy")] = 3
+    health_success_threshold: Annotated[int, doc("Good probes in a row that mark it healthy again")] = 2
+    breaker_failures: Annotated[int, doc("Failed requests in a row that open a worker's circuit breaker")] = 5
+    breaker_cooldown_s: Annotated[
+        float, doc("How long an open breaker waits before letting one request test")
+    ] = 10.0
 
     def model(self, model_id: str) -> ModelSpec | None:
         return next((spec for spec in self.models if spec.id == model_id), None)
@@ -357,13 +384,20 @@ def _load_group(group: type[G], environ: Mapping[str, str]) -> G:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from the environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
+    inference = _load_group(InferenceSettings, env)
+    if inference.models_file:
+        try:
+            models = msgspec.json.decode(Path(inference.models_file).read_bytes(), type=list[ModelSpec])
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise SettingsError(f"SURGE_MODELS_FILE {inference.models_file}: {exc}") from exc
+        inference = msgspec.structs.replace(inference, models=models)
     return Settings(
         server=_load_group(ServerSettings, env),
         database=_load_group(DatabaseSettings, env),
         redis=_load_group(RedisSettings, env),
         auth=_load_group(AuthSettings, env),
         chat=_load_group(ChatSettings, env),
-        inference=_load_group(InferenceSettings, env),
+        inference=inference,
         firebase=_load_group(FirebaseSettings, env),
         fcm=_load_group(FcmSettings, env),
         push=_load_group(PushSettings, env),

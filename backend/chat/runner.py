@@ -27,7 +27,8 @@ from backend.conversations.schemas import message_view
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
 from backend.inference.client import ChatRequest, Delta, Finish, SGLangClient, UpstreamError, Usage
-from backend.inference.pool import RouteRequest, WorkerPool
+from backend.inference.policies import Outcome, PreviousTurn, RouteRequest
+from backend.inference.pool import Dispatch, WorkerPool
 from backend.observability import metrics
 from backend.settings import ChatSettings, ModelSpec
 
@@ -76,6 +77,23 @@ CHECKPOINT = (
 )
 
 
+def previous_turn(branch: list[m.Message]) -> PreviousTurn | None:
+    """The answer before the turn being generated, if it finished: where its prefix should be cached."""
+    answers = [message for message in branch if message.role == "assistant"]
+    if not answers:
+        return None
+    last = answers[-1]
+    if not last.worker or last.prompt_tokens is None or last.completed_at is None:
+        return None
+    return PreviousTurn(
+        worker=last.worker,
+        prompt_tokens=last.prompt_tokens,
+        answer_tokens=max(0, (last.completion_tokens or 0) - (last.reasoning_tokens or 0)),
+        thinking=bool(last.thinking),
+        finished_at=last.completed_at.timestamp(),
+    )
+
+
 class TurnFailed(Exception):
     def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -103,6 +121,7 @@ class Generation:
     cancel_requested: bool = False
     # Set once the answer is being stored: a cancel arriving then changes nothing.
     finishing: bool = False
+    dispatch: Dispatch | None = None
     dirty: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -226,23 +245,25 @@ class TurnRunner:
             budget_tokens=turn.model.context_tokens - turn.max_tokens - CONTEXT_MARGIN_TOKENS,
             drop_block_turns=self.settings.context_drop_block_turns,
         )
+        route = RouteRequest(
+            model_id=turn.model.id,
+            conversation_id=turn.conversation_id,
+            prompt_chars=prompt.chars,
+            prompt_text=" ".join(message["content"] for message in prompt.messages),
+            previous=previous_turn(branch),
+        )
         tried: set[str] = set()
         while True:
-            worker = self.pool.choose(
-                RouteRequest(
-                    model_id=turn.model.id,
-                    conversation_id=turn.conversation_id,
-                    prompt_chars=prompt.chars,
-                    exclude=frozenset(tried),
-                )
-            )
-            if worker is None:
+            dispatch = self.pool.dispatch(route, exclude=frozenset(tried))
+            if dispatch is None:
                 raise TurnFailed(
                     "upstream_unavailable", "No inference worker is available; retry later.", retry_after_s=5
                 )
+            worker = dispatch.worker
             tried.add(worker.url)
             generation.attempts += 1
             generation.worker = worker.url
+            generation.dispatch = dispatch
             # The rid is the message id, so an operator can follow a turn into SGLang's logs; later
             # attempts get a suffix so that a worker never sees one rid twice.
             generation.rid = (
@@ -259,10 +280,10 @@ class TurnRunner:
                 chat_template_kwargs=turn.template_kwargs(),
             )
             try:
-                with self.pool.running(worker):
-                    await self._stream(generation, request)
-                return
+                await self._stream(generation, request)
             except UpstreamError as error:
+                # The worker is to blame unless it refused our request as invalid (a 4xx).
+                dispatch.release(None, worker_failed=error.retryable)
                 if generation.has_output:
                     raise TurnFailed("upstream_error", "The model stopped answering mid-way.") from error
                 if not error.retryable:
@@ -278,6 +299,20 @@ class TurnRunner:
                     "worker failed before the first token; trying another",
                     extra={"turn": str(turn.message_id), "worker": worker.url, "error": error.message[:200]},
                 )
+            except BaseException:
+                dispatch.release(None)  # cancelled, or shutting down: not the worker's fault
+                raise
+            else:
+                usage = generation.usage
+                dispatch.release(
+                    Outcome(
+                        prompt_tokens=usage.prompt_tokens if usage else 0,
+                        cached_tokens=usage.cached_tokens if usage else 0,
+                        completion_tokens=usage.completion_tokens if usage else 0,
+                        duration_s=time.time() - dispatch.started_at,
+                    )
+                )
+                return
 
     async def _stream(self, generation: Generation, request: ChatRequest) -> None:
         assert generation.worker is not None
@@ -296,6 +331,8 @@ class TurnRunner:
                         now = loop.time()
                         if generation.first_token_at is None:
                             self._first_token(generation)
+                            if generation.dispatch is not None:
+                                generation.dispatch.first_token()
                             pushed_at = 0.0
                         if now - pushed_at > gap / 2:
                             deadline.reschedule(now + gap)

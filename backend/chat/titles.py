@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.chat.runner import Turn
 from backend.db import models as m
 from backend.inference.client import ChatRequest, SGLangClient, UpstreamError
-from backend.inference.pool import RouteRequest, WorkerPool
+from backend.inference.policies import RouteRequest
+from backend.inference.pool import WorkerPool
 
 logger = logging.getLogger("surge.chat")
 
@@ -68,34 +69,37 @@ class TitleWriter:
                     )
                 if title is not None or question is None:
                     return
-                worker = self.pool.choose(
+                dispatch = self.pool.dispatch(
                     RouteRequest(
                         model_id=turn.model.id,
                         conversation_id=turn.conversation_id,
                         prompt_chars=len(question),
                     )
                 )
-                if worker is None:
+                if dispatch is None:
                     return
                 kwargs = (
                     {turn.model.thinking_switch: False}
                     if turn.model.thinking == "optional" and turn.model.thinking_switch
                     else {}
                 )
-                text, _ = await self.client.complete_chat(
-                    worker.url,
-                    ChatRequest(
-                        model=turn.model.served_name,
-                        messages=[
-                            {"role": "system", "content": TITLE_PROMPT},
-                            {"role": "user", "content": question[:QUESTION_CHARS]},
-                        ],
-                        rid=f"{turn.message_id}-title",
-                        max_tokens=24,
-                        chat_template_kwargs=kwargs,
-                        temperature=0.3,
-                    ),
-                )
+                try:
+                    text, _ = await self.client.complete_chat(
+                        dispatch.worker.url,
+                        ChatRequest(
+                            model=turn.model.served_name,
+                            messages=[
+                                {"role": "system", "content": TITLE_PROMPT},
+                                {"role": "user", "content": question[:QUESTION_CHARS]},
+                            ],
+                            rid=f"{turn.message_id}-title",
+                            max_tokens=24,
+                            chat_template_kwargs=kwargs,
+                            temperature=0.3,
+                        ),
+                    )
+                finally:
+                    dispatch.release(None)
                 title = clean_title(text)
                 if title is None:
                     return

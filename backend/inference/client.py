@@ -235,3 +235,35 @@ class SGLangClient:
                 await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             logger.info("abort_request failed", extra={"worker": worker, "error": type(exc).__name__})
+
+    # --- what the health monitor asks ---
+    async def healthy(self, worker: str, timeout_s: float) -> bool:
+        try:
+            async with self.session.get(
+                f"{worker}/health", timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                await response.read()
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+    async def get_json(self, worker: str, path: str, timeout_s: float) -> Any:
+        """A GET of SGLang's JSON endpoints (/server_info, /get_load); None when it fails."""
+        try:
+            async with self.session.get(
+                f"{worker}{path}", timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                if response.status != 200:
+                    return None
+                return msgspec.json.decode(await response.read())
+        except (TimeoutError, aiohttp.ClientError, msgspec.DecodeError):
+            return None
+
+    async def get_text(self, worker: str, path: str, timeout_s: float) -> str | None:
+        try:
+            async with self.session.get(
+                f"{worker}{path}", timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                return (await response.text()) if response.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError):
+            return None

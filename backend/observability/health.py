@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import msgspec
 import redis.asyncio as aioredis
 from litestar import MediaType, Response, get
@@ -12,6 +11,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
+from backend.inference.pool import WorkerPool
 from backend.runtime import Probe, Runtime
 
 CHECK_TIMEOUT_S = 2.0
@@ -48,18 +48,12 @@ def redis_probe(redis: aioredis.Redis) -> Probe:
     return probe
 
 
-def inference_probe(http: httpx.AsyncClient, workers: list[str]) -> Probe:
-    """Ready when at least one of the model's workers answers /health with 200."""
-
-    async def healthy(url: str) -> bool:
-        try:
-            return (await http.get(f"{url.rstrip('/')}/health", timeout=1.5)).status_code == 200
-        except httpx.HTTPError:
-            return False
+def inference_probe(pool: WorkerPool, model_id: str) -> Probe:
+    """Ready when at least one of the model's workers passes its health checks."""
 
     async def probe() -> str:
-        results = await asyncio.gather(*(healthy(url) for url in workers))
-        if not any(results):
+        now = pool.clock()
+        if not any(w.available(now) and w.consecutive_successes > 0 for w in pool.workers.get(model_id, [])):
             raise ConnectionError("no healthy worker")
         return "ok"
 

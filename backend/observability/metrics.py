@@ -68,3 +68,24 @@ PUSH_OUTBOX_BACKLOG = Gauge(
 PUSH_BATCH_SECONDS = Histogram(
     "surge_push_batch_seconds", "Time to send one batch to FCM", buckets=LATENCY_BUCKETS
 )
+
+# --- inference: the worker pool and routing ---
+ROUTING_DECISIONS = Counter(
+    "surge_routing_decisions_total",
+    "Turns routed, by worker, policy and the reason for the choice",
+    ["model", "worker", "policy", "reason"],
+)
+WORKER_IN_FLIGHT = Gauge(
+    "surge_worker_in_flight", "Turns this replica is streaming from the worker", ["model", "worker"]
+)
+WORKER_HEALTHY = Gauge(
+    "surge_worker_healthy", "1 if the worker passes its health checks", ["model", "worker"]
+)
+WORKER_PROMPT_TOKENS = Counter(
+    "surge_worker_prompt_tokens_total", "Prompt tokens of turns the worker finished", ["model", "worker"]
+)
+WORKER_CACHED_TOKENS = Counter(
+    "surge_worker_cached_tokens_total",
+    "Prompt tokens the worker served from its prefix cache (hit rate = cached / prompt)",
+    ["model", "worker"],
+)
