@@ -188,7 +188,7 @@ async def surge(
             **os.environ,
             **env_db,
             "SURGE_PORT": str(port),
-            "SURGE_AUTO_MIGRATE": "false",
+            "SURGE_DATABASE_AUTO_MIGRATE": "false",
             "SURGE_LOG_LEVEL": "WARNING",
             "SURGE_AUTO_TITLES": "false",
             "SURGE_SHUTDOWN_GRACE_S": "2",

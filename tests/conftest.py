@@ -125,7 +125,7 @@ def make_settings(
         "SURGE_ENV": "test",
         "SURGE_DATABASE_URL": database_url,
         "SURGE_DATA_DIR": str(tmp_path),
-        "SURGE_AUTO_MIGRATE": "false",
+        "SURGE_DATABASE_AUTO_MIGRATE": "false",
         "SURGE_ARGON2_TIME_COST": "1",
         "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_LOG_JSON": "false",

@@ -30,7 +30,7 @@ def replica_env(database_url: str, workers: list[str], **extra: str) -> dict[str
         "SURGE_DATABASE_URL": database_url,
         "SURGE_REDIS_URL": REDIS_URL,
         "SURGE_MODELS": models_json(workers),
-        "SURGE_AUTO_MIGRATE": "false",
+        "SURGE_DATABASE_AUTO_MIGRATE": "false",
         "SURGE_ARGON2_TIME_COST": "1",
         "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_LOG_LEVEL": "WARNING",

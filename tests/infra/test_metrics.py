@@ -35,11 +35,6 @@ PENDING_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "surge_admission_decisions_total": ("counter", frozenset({"model", "decision", "reason"})),
     "surge_queue_length": ("gauge", frozenset({"model"})),
     "surge_queue_wait_seconds": ("histogram", frozenset()),
-    "surge_worker_healthy": ("gauge", frozenset({"model", "worker"})),
-    "surge_worker_in_flight": ("gauge", frozenset({"model", "worker"})),
-    "surge_worker_prompt_tokens_total": ("counter", frozenset({"model", "worker"})),
-    "surge_worker_cached_tokens_total": ("counter", frozenset({"model", "worker"})),
-    "surge_routing_decisions_total": ("counter", frozenset({"model", "worker", "policy", "reason"})),
 }
 # Series Prometheus itself adds to every target.
 PROMETHEUS_SERIES = {"up": frozenset()}
