@@ -42,7 +42,7 @@ from backend.firebase import build_firebase_app
 from backend.inference.client import SGLangClient
 from backend.inference.health import HealthMonitor
 from backend.inference.pool import WorkerPool
-from backend.inference.routes import list_models
+from backend.inference.routes import fleet, list_models
 from backend.observability.access_log import log_response, timing_middleware
 from backend.observability.health import (
     database_probe,
@@ -210,6 +210,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             send_message,
             chat_socket,
             list_models,
+            fleet,
             DeviceController,
         ],
         dependencies=SHARED_DEPENDENCIES,
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 Tag(name="Conversations"),
                 Tag(name="Turns"),
                 Tag(name="Models"),
+                Tag(name="Administration"),
                 Tag(name="Operations"),
                 Tag(name="Devices"),
             ],

@@ -56,6 +56,10 @@ class Runtime:
     firebase_auth: FirebaseAuth | None = None
     push_sender: PushSender = field(default_factory=LoggingSender)
 
+    def admission_state(self) -> dict[str, object]:
+        """Degrade level and queues for /v1/admin/fleet (the admission controller fills this in)."""
+        return {}
+
     def turn_service(self, session: AsyncSession) -> TurnService:
         return TurnService(
             session,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.db import models as m
-from backend.errors import Unauthorized
+from backend.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
     from backend.runtime import Runtime
@@ -59,3 +60,10 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         runtime: Runtime = connection.app.state.runtime
         user = await authenticate_token(runtime, bearer_token(connection))
         return AuthenticationResult(user=user, auth=None)
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """A guard: the signed-in user must be of the ``admin`` tier (others get 403)."""
+    user = connection.user
+    if not isinstance(user, m.User) or user.tier != "admin":
+        raise Forbidden("Administrators only.")

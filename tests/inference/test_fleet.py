@@ -1,0 +1,196 @@
+"""The fleet as Surge watches it: health thresholds, capacity from /server_info, failover and recovery,
+workers joining and leaving at run time, and GET /v1/admin/fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+from prometheus_client import REGISTRY
+from sqlalchemy import update
+
+from backend.db import models as m
+from backend.inference.client import SGLangClient
+from backend.inference.health import HealthMonitor, cache_turnover
+from backend.inference.pool import WorkerPool
+from backend.settings import InferenceSettings, ModelSpec
+from loadtests.sglang_sim import run_in_process
+from tests.chat.helpers import wait_finished
+from tests.conftest import error_of, make_settings, serve, sign_up, sim_config
+
+
+def inference(workers: list[str], **overrides) -> InferenceSettings:
+    return InferenceSettings(
+        models=[ModelSpec(id="deepseek-v3.1", display_name="M", workers=workers)],
+        health_interval_s=0.1,
+        **overrides,
+    )
+
+
+async def test_health_thresholds_mark_a_worker_down_and_up_again():
+    async with run_in_process(sim_config()) as sim:
+        settings = inference([sim.url], health_failure_threshold=3, health_success_threshold=2)
+        pool, client = WorkerPool.from_settings(settings), SGLangClient()
+        monitor = HealthMonitor(pool, client, settings)
+        worker = pool.workers["deepseek-v3.1"][0]
+        try:
+            await monitor.check(worker)
+            assert worker.healthy and worker.max_total_tokens == 570_000  # read from /server_info
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{sim.url}/sim/faults", json={"health_fail": True})
+                for expected in (True, True, False):  # down only at the third failure in a row
+                    await monitor.check(worker)
+                    assert worker.healthy is expected
+                await http.post(f"{sim.url}/sim/faults", json={"health_fail": False})
+                for expected in (False, True):  # up at the second success in a row
+                    await monitor.check(worker)
+                    assert worker.healthy is expected
+        finally:
+            await client.close()
+
+
+def test_cache_turnover_is_uncached_prompt_plus_output_per_second():
+    before = (
+        0.0,
+        {
+            "sglang:prompt_tokens_total": 1000,
+            "sglang:cached_tokens_total": 400,
+            "sglang:generation_tokens_total": 0,
+        },
+    )
+    now = {
+        "sglang:prompt_tokens_total": 3000,
+        "sglang:cached_tokens_total": 1400,
+        "sglang:generation_tokens_total": 500,
+    }
+    assert cache_turnover(before, 10.0, now) == (2000 - 1000 + 500) / 10
+
+
+async def test_workers_join_and_leave_when_the_models_file_changes(tmp_path):
+    path = tmp_path / "models.json"
+
+    def write(workers: list[str]) -> None:
+        path.write_text(json.dumps([{"id": "deepseek-v3.1", "display_name": "M", "workers": workers}]))
+
+    write(["http://127.0.0.1:1"])
+    settings = inference(["http://127.0.0.1:1"], models_file=str(path))
+    pool = WorkerPool.from_settings(settings)
+    monitor = HealthMonitor(pool, SGLangClient(), settings)
+    monitor.reload_models_file()
+    write(["http://127.0.0.1:1", "http://127.0.0.1:2"])
+    import os
+
+    os.utime(path, (1, 1))  # a different mtime, as an edit would give
+    monitor.reload_models_file()
+    assert [w.url for w in pool.workers["deepseek-v3.1"]] == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    write(["http://127.0.0.1:2"])
+    os.utime(path, (2, 2))
+    monitor.reload_models_file()
+    assert [w.url for w in pool.workers["deepseek-v3.1"]] == ["http://127.0.0.1:2"]
+    path.write_text("not json")
+    os.utime(path, (3, 3))
+    monitor.reload_models_file()  # a broken file changes nothing
+    assert [w.url for w in pool.workers["deepseek-v3.1"]] == ["http://127.0.0.1:2"]
+
+
+async def send(client, account, conversation) -> dict:
+    turn = (
+        await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": str(uuid.uuid4())},
+            headers=account.headers,
+        )
+    ).json()
+    return await wait_finished(client, turn["assistant_message"]["id"], account.headers)
+
+
+async def test_a_worker_that_turns_unhealthy_stops_getting_turns_and_comes_back(database_url, tmp_path):
+    async with run_in_process(sim_config()) as first, run_in_process(sim_config()) as second:
+        settings = make_settings(
+            database_url,
+            tmp_path,
+            workers=[first.url, second.url],
+            SURGE_ROUTING_POLICY="round_robin",
+            SURGE_HEALTH_INTERVAL_S="0.1",
+            SURGE_HEALTH_FAILURE_THRESHOLD="2",
+            SURGE_HEALTH_SUCCESS_THRESHOLD="2",
+        )
+        from backend.app import create_app
+
+        async with serve(create_app(settings)) as client, httpx.AsyncClient() as http:
+            alice = await sign_up(client)
+            conversation = (await client.post("/v1/conversations", json={}, headers=alice.headers)).json()[
+                "id"
+            ]
+            await http.post(f"{first.url}/sim/faults", json={"health_fail": True})
+            await asyncio.sleep(0.6)  # the thresholds: two failed probes 0.1 s apart, with margin
+            served = {(await send(client, alice, conversation))["id"] for _ in range(4)}
+            assert len(served) == 4
+            assert first.app.server.scheduler.snapshot()["requests_finished"] == 0
+            ready = (await client.get("/readyz")).json()
+            assert ready["checks"]["model:deepseek-v3.1"] == "ok"  # one healthy worker is enough
+            await http.post(f"{first.url}/sim/faults", json={"health_fail": False})
+            await asyncio.sleep(0.6)
+            for _ in range(4):
+                await send(client, alice, conversation)
+            assert first.app.server.scheduler.snapshot()["requests_finished"] >= 1
+
+
+async def test_a_worker_that_dies_stops_getting_turns(database_url, tmp_path):
+    async with run_in_process(sim_config()) as survivor:
+        from backend.app import create_app
+
+        settings = make_settings(
+            database_url,
+            tmp_path,
+            workers=["http://127.0.0.1:9", survivor.url],  # nothing listens on port 9
+            SURGE_ROUTING_POLICY="round_robin",
+            SURGE_HEALTH_INTERVAL_S="0.1",
+            SURGE_HEALTH_FAILURE_THRESHOLD="2",
+        )
+        retries = {"model": "deepseek-v3.1"}
+        before = REGISTRY.get_sample_value("surge_upstream_retries_total", retries) or 0.0
+        async with serve(create_app(settings)) as client:
+            await asyncio.sleep(0.5)
+            alice = await sign_up(client)
+            conversation = (await client.post("/v1/conversations", json={}, headers=alice.headers)).json()[
+                "id"
+            ]
+            for _ in range(4):
+                finished = await send(client, alice, conversation)
+                assert finished["status"] == "complete"
+            metrics = (await client.get("/metrics")).text
+            assert 'surge_worker_healthy{model="deepseek-v3.1",worker="http://127.0.0.1:9"} 0.0' in metrics
+            assert (
+                "surge_upstream_retries_total" not in metrics
+                or 'surge_upstream_retries_total{model="deepseek-v3.1"} 0.0' in metrics
+            )
+
+
+async def test_the_fleet_view_is_for_admins_only(client, alice, sessions, fleet):
+    forbidden = await client.get("/v1/admin/fleet", headers=alice.headers)
+    assert forbidden.status_code == 403
+    assert error_of(forbidden)["code"] == "forbidden"
+    async with sessions() as session:
+        await session.execute(update(m.User).where(m.User.id == uuid.UUID(alice.id)).values(tier="admin"))
+        await session.commit()
+    conversation = (await client.post("/v1/conversations", json={}, headers=alice.headers)).json()["id"]
+    await send(client, alice, conversation)
+    view = (await client.get("/v1/admin/fleet", headers=alice.headers)).json()
+    assert view["policy"] == "ttft"
+    assert {worker["url"] for worker in view["workers"]} == set(fleet)
+    worker = next(w for w in view["workers"] if w["prompt_tokens"] > 0)
+    assert set(worker) >= {
+        "url",
+        "model",
+        "healthy",
+        "in_flight",
+        "queue_depth",
+        "prompt_tokens",
+        "cached_tokens",
+        "hit_rate",
+        "routing_decisions",
+    }
+    assert sum(worker["routing_decisions"].values()) >= 1
