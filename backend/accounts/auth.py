@@ -8,6 +8,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy import bindparam, select
 
 from backend.db import models as m
 from backend.errors import Forbidden, Unauthorized
@@ -32,6 +33,11 @@ OPENAPI_COMPONENTS = Components(
 BEARER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 
 
+_USER_BY_ID = select(m.User.id, m.User.email, m.User.display_name, m.User.tier, m.User.created_at).where(
+    m.User.id == bindparam("user_id")
+)
+
+
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -45,12 +51,15 @@ async def authenticate_token(runtime: Runtime, token: str | None) -> m.User:
     user_id = runtime.access_tokens.user_id(token) if token else None
     if user_id is None:
         raise Unauthorized()
-    # A short session of its own: the request's session may live as long as an SSE stream.
-    async with runtime.sessions() as session:
-        user = await session.get(m.User, user_id)
-    if user is None:
+    # A connection of its own, not the request's session (which may live as long as an SSE stream), and a
+    # plain row rather than an ORM load: this runs on every request.
+    async with runtime.engine.connect() as connection:
+        row = (await connection.execute(_USER_BY_ID, {"user_id": user_id})).first()
+    if row is None:
         raise Unauthorized()
-    return user
+    return m.User(
+        id=row.id, email=row.email, display_name=row.display_name, tier=row.tier, created_at=row.created_at
+    )
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):

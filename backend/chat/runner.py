@@ -18,7 +18,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.chat.event_log import EventLog
@@ -70,9 +70,13 @@ CHECKPOINT = (
         _messages.c.status.in_(ACTIVE_STATUSES),
     )
     .values(
+        status="streaming",
         content=bindparam("content"),
         reasoning=bindparam("reasoning"),
         first_token_at=bindparam("first_token_at"),
+        worker=bindparam("worker"),
+        started_at=bindparam("started_at"),
+        attempts=bindparam("attempts"),
     )
 )
 
@@ -367,22 +371,12 @@ class TurnRunner:
         )
 
     async def _mark_started(self, generation: Generation) -> None:
+        """The turn is on a worker: tell the client now; the row learns it at the next checkpoint (at
+        most a second away), which spares every turn a write transaction of its own."""
         turn = generation.turn
-        now = datetime.now(UTC)
         if generation.started_at is None:
-            generation.started_at = now
-        async with self.sessions() as session:
-            await session.execute(
-                update(m.Message)
-                .where(m.Message.id == turn.message_id, m.Message.lease_owner == self.replica_id)
-                .values(
-                    status="streaming",
-                    worker=generation.worker,
-                    started_at=generation.started_at,
-                    attempts=generation.attempts,
-                )
-            )
-            await session.commit()
+            generation.started_at = datetime.now(UTC)
+        generation.dirty = True
         if not generation.announced:
             generation.announced = True
             await self.event_log.append(turn.message_id, "started", {"model": turn.model.id})
@@ -419,6 +413,8 @@ class TurnRunner:
             "content": content,
             "reasoning": reasoning,
             "worker": generation.worker,
+            "started_at": generation.started_at,
+            "attempts": generation.attempts,
             "first_token_at": generation.first_token_at,
             "completed_at": datetime.now(UTC),
             "lease_owner": None,
@@ -466,7 +462,7 @@ class TurnRunner:
 
     async def _write_end(self, turn: Turn, values: dict[str, Any], attached: bool) -> m.Message | None:
         async with self.sessions() as session:
-            result = await session.execute(
+            stored: m.Message | None = await session.scalar(
                 update(m.Message)
                 .where(
                     m.Message.id == turn.message_id,
@@ -474,14 +470,15 @@ class TurnRunner:
                     m.Message.status.in_(ACTIVE_STATUSES),
                 )
                 .values(**values)
+                .returning(m.Message)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if stored is None:
                 await session.rollback()
                 return None
             for finisher in self.finishers:
                 await finisher(session, turn, values["status"], attached)
             await session.commit()
-            return await session.scalar(select(m.Message).where(m.Message.id == turn.message_id))
+            return stored
 
     # --- checkpoints ---
     async def _checkpoint_loop(self) -> None:
@@ -508,6 +505,9 @@ class TurnRunner:
                     "content": content,
                     "reasoning": reasoning,
                     "first_token_at": generation.first_token_at,
+                    "worker": generation.worker,
+                    "started_at": generation.started_at,
+                    "attempts": generation.attempts,
                 }
             )
         async with self.sessions() as session:

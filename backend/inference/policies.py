@@ -200,7 +200,8 @@ class PredictedTtft:
         load = worker.load(now)
         duration = self.turn_duration_s.get(request.model_id, self.config.turn_duration_s)
         # Waiting for a running slot: requests beyond capacity each hold one for about a turn's time.
-        queueing = max(0.0, load + 1 - worker.max_running) * duration / worker.max_running
+        capacity = worker.running_capacity(now)
+        queueing = max(0.0, load + 1 - capacity) * duration / capacity
         return (worker.pending_prefill_tokens + uncached) / rate + queueing, uncached
 
     def choose(self, request: RouteRequest, candidates: Sequence[Worker], now: float) -> Decision:

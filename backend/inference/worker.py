@@ -60,6 +60,7 @@ class Worker:
     # --- load ---
     in_flight: int = 0  # turns this replica is streaming from it
     reported_load: int = 0  # running + waiting, fleet-wide, from /get_load
+    reported_waiting: int = 0
     reported_at: float = float("-inf")
     pending_prefill_tokens: float = 0.0  # uncached tokens sent here that have not produced a token yet
     last_dispatch_at: float = 0.0
@@ -84,6 +85,13 @@ class Worker:
         if now - self.reported_at <= REPORTED_LOAD_FRESH_S:
             return max(self.in_flight, self.reported_load)
         return self.in_flight
+
+    def running_capacity(self, now: float) -> float:
+        """Requests it can run at once: max_running, unless it is queueing with fewer running (its KV
+        memory is full first), in which case what it runs now is its capacity."""
+        if now - self.reported_at <= REPORTED_LOAD_FRESH_S and self.reported_waiting > 0:
+            return float(max(1, min(self.max_running, self.reported_load - self.reported_waiting)))
+        return float(self.max_running)
 
     def record_insertion(self, now: float, tokens: int) -> None:
         """Tokens a finished request added to the cache (its uncached prompt and its output)."""
