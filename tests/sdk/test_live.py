@@ -2,16 +2,12 @@
 when it is reachable), sync and async, through every resource whose routes exist in this tree.
 
 The turn resources (client.messages, client.models, client.realtime()) have their live tests in
-test_live_turns.py, which skips itself until the turn routes (issue 4) are in the tree; it was run
-against main with those routes merged in, and passes there.
+test_live_turns.py.
 
-Still without live tests, because their backend routes are not merged yet (covered against
-httpx.MockTransport in test_resources.py, test_auth.py and test_errors.py):
-  - client.devices: register, list, delete (the push issue: /v1/devices)
-  - client.auth.log_in_with_firebase() (the push issue: POST /v1/auth/firebase)
-  - client.me.usage() (the admission issue: GET /v1/me/usage), and live 503s
-    (overloaded, upstream_unavailable, signups_paused) and quota_exceeded with resets_at
-  - client.admin: fleet, override_overload, and a live 403 (the admission and routing issues: /v1/admin/...)
+client.devices and client.admin.fleet (with its 403) have live tests below. Still covered only
+against httpx.MockTransport (test_resources.py, test_auth.py, test_errors.py):
+  - client.auth.log_in_with_firebase() (a live test needs a fake of Google's certificate endpoint:
+    tests/push covers the server side of POST /v1/auth/firebase against one)
 """
 
 from __future__ import annotations
@@ -320,3 +316,45 @@ async def test_async_conversations_tree_and_shares(live_surge):
         await client.conversations.delete(created[0].id)
         with pytest.raises(NotFoundError):
             await client.conversations.get(created[0].id)
+
+
+def test_devices_register_list_move_and_delete(live_surge):
+    ada = signed_up(live_surge, "ada-devices@example.com")
+    bob = signed_up(live_surge, "bob-devices@example.com")
+    device = ada.devices.register("ios", "push-token-1", app_version="1.2.3", locale="en-GB")
+    assert device.platform == "ios" and device.app_version == "1.2.3"
+    assert [d.id for d in ada.devices.list()] == [device.id]
+    # The same token registered by another account moves to it.
+    moved = bob.devices.register("ios", "push-token-1")
+    assert moved.id == device.id
+    assert ada.devices.list() == [] and [d.id for d in bob.devices.list()] == [device.id]
+    with pytest.raises(NotFoundError):
+        ada.devices.delete(device.id)
+    bob.devices.delete(device.id)
+    assert bob.devices.list() == []
+
+
+def test_admin_routes_refuse_other_tiers_and_show_the_fleet_to_admins(live_surge):
+    from surge import PermissionDeniedError
+
+    ada = signed_up(live_surge, "ada-admin@example.com")
+    with pytest.raises(PermissionDeniedError) as denied:
+        ada.admin.fleet()
+    assert denied.value.status_code == 403 and denied.value.code == "forbidden"
+    asyncio.run(_make_admin(live_surge, ada.me.get().id))
+    fleet = ada.admin.fleet()
+    assert fleet["policy"] == "ttft"
+    assert {worker["model"] for worker in fleet["workers"]} == {"deepseek-v3.1"}
+
+
+async def _make_admin(live: LiveSurge, user_id: str) -> None:
+    from sqlalchemy import update
+
+    engine = create_engine(live.settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(m.User).where(m.User.id == uuid.UUID(user_id)).values(tier="admin")
+            )
+    finally:
+        await engine.dispose()

@@ -1,14 +1,12 @@
 """The SDK's turn resources against a real Surge with simulated SGLang workers: sends, streams that
 resume after their connection is cut, regenerate, cancel, feedback, models and the WebSocket session.
 
-These need the turn routes (issue 4): in a tree without ``backend.chat`` they are skipped, and run as
-soon as the routes are merged (the suite's ``settings`` fixture then starts the simulated workers).
+The suite's ``settings`` fixture gives the live Surge two simulated workers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import time
 from collections.abc import Iterator
@@ -28,11 +26,6 @@ from surge import (
 )
 
 from tests.sdk.conftest import LiveSurge
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("backend.chat") is None,
-    reason="the turn routes (issue 4) are not merged in this tree",
-)
 
 PASSWORD = "correct horse battery"
 
