@@ -315,6 +315,20 @@ class Driver:
                 await asyncio.gather(*sessions, return_exceptions=True)
 
 
+async def worker_busy_seconds(workers: list[str]) -> dict[str, float]:
+    """Each worker's total request time (virtual seconds), from its sglang:e2e_request_latency_seconds."""
+    busy: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for url in workers:
+            text = (await http.get(f"{url}/metrics")).text
+            busy[url] = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("sglang:e2e_request_latency_seconds_sum")
+            )
+    return busy
+
+
 async def sample_busy(
     workers: list[str], max_running: int, kv_tokens: int, stop: asyncio.Event, samples: list[float]
 ) -> None:
@@ -368,7 +382,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def summarise(name: str, measured: list[Record], busy: list[float], fleet_workers: int) -> dict[str, Any]:
+def summarise(
+    name: str, measured: list[Record], busy: list[float], per_worker: dict[str, float]
+) -> dict[str, Any]:
     done = [r.answer for r in measured if r.answer.status == "complete" and r.answer.prompt_tokens]
     ttft = [
         (r.answer.first_token_at - r.answer.created_at).total_seconds() * 1000
@@ -396,7 +412,7 @@ def summarise(name: str, measured: list[Record], busy: list[float], fleet_worker
         r for r in continuing if r.answer.worker == [m for m in r.branch if m.role == "assistant"][-1].worker
     ]
     span = max(a.completed_at for a in done) - min(a.created_at for a in done) if done else None
-    loads = list(busy_time.values())
+    loads = list(per_worker.values())
     return {
         "contender": name,
         "turns": len(measured),
@@ -407,10 +423,11 @@ def summarise(name: str, measured: list[Record], busy: list[float], fleet_worker
         "ttft_p99_ms": percentile(ttft, 0.99),
         "turns_per_s": len(done) / span.total_seconds() if span else 0.0,
         "busy_share": statistics.mean(busy) if busy else float("nan"),
-        "imbalance": (max(loads) / statistics.mean(loads))
-        if loads and len(loads) == fleet_workers
-        else float("inf"),
-        "per_worker_busy_s": {url: round(seconds, 1) for url, seconds in sorted(busy_time.items())},
+        # Busy time per worker from the workers themselves (so that it holds behind sglang-router too).
+        "imbalance": max(loads) / statistics.mean(loads)
+        if loads and statistics.mean(loads) > 0
+        else float("nan"),
+        "per_worker_busy_s": {url: round(seconds, 1) for url, seconds in sorted(per_worker.items())},
         # Diagnostics: where the time to first token went, and how often a conversation kept its worker.
         "dispatch_p50_ms": percentile(dispatch_ms, 0.5),
         "dispatch_p99_ms": percentile(dispatch_ms, 0.99),
@@ -499,11 +516,16 @@ async def run_contender(
     name: str, args: argparse.Namespace, fleet: FleetSpec, config: WorkloadConfig
 ) -> dict[str, Any]:
     rate = args.session_rate or session_rate(fleet, config, args.busy)
+    setup_started = time.monotonic()
     with tempfile.TemporaryDirectory() as directory, simulated_fleet(fleet) as workers:
         router = sglang_router(workers) if name == "sglang-router" else contextlib.nullcontext(None)
         with router as router_url:
             upstreams = [router_url] if router_url else workers
             async with surge(name, upstreams, Path(directory), fleet) as (url, database):
+                print(
+                    f"[{name}] fleet and Surge up in {time.monotonic() - setup_started:.1f} s",
+                    file=sys.stderr,
+                )
                 driver = Driver(
                     url=url,
                     workload=Workload(config, users=args.users),
@@ -521,9 +543,10 @@ async def run_contender(
                 stop.set()
                 await sampler
                 elapsed = time.monotonic() - started
+                per_worker = await worker_busy_seconds(workers)
             trace = await records(database)
     measured = trace[args.warmup :]
-    result = summarise(name, measured, busy[len(busy) // 10 :], fleet.workers)
+    result = summarise(name, measured, busy[len(busy) // 10 :], per_worker)
     result.update(session_rate=rate, wall_s=round(elapsed, 1), refused=driver.failed)
     result["trace"] = trace
     return result
@@ -543,9 +566,9 @@ def print_table(results: list[dict[str, Any]], limits: dict[str, Any], params: d
             f"{r['contender']:<15}{r['hit_rate']:>9.3f}{r['ttft_p50_ms']:>8.0f} ms{r['ttft_p99_ms']:>8.0f} ms"
             f"{r['turns_per_s']:>9.2f}{r['busy_share']:>7.2f}{r['imbalance']:>11.2f}{r['failed']:>8}"
         )
-    print(
-        f"{'oracle':<15}{limits['oracle_hit_rate']:>9.3f}   (one server holding the fleet's {limits['fleet_cache_tokens']:,} tokens, LRU)"
-    )
+    pooled = f"{limits['fleet_cache_tokens']:,}"
+    oracle = limits["oracle_hit_rate"]
+    print(f"{'oracle':<15}{oracle:>9.3f}   (one server holding the fleet's {pooled} tokens, LRU)")
     print(f"{'reuse bound':<15}{limits['reuse_bound_hit_rate']:>9.3f}   (unlimited cache)")
     print("\ndiagnostics: accept->dispatch p50/p99, dispatch->first token p50/p99,")
     print("             share of continued conversations kept on their worker")
