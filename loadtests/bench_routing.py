@@ -135,6 +135,8 @@ def sglang_router(workers: list[str]) -> Iterator[str]:
         [
             sys.executable, "-m", "sglang_router.launch_router", "--worker-urls", *workers,
             "--policy", "cache_aware", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warn",
+            # Not its default 29000, which another router on this machine may hold.
+            "--prometheus-port", str(free_port()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

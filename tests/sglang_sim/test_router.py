@@ -24,7 +24,9 @@ def router_url() -> Iterator[str]:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "sglang_router.launch_router", "--worker-urls", a.url, b.url,
-             "--policy", "cache_aware", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warn"],
+             "--policy", "cache_aware", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warn",
+             # Its Prometheus exporter would take port 29000: a second router on the machine then exits.
+             "--prometheus-port", str(free_port())],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
