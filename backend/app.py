@@ -25,7 +25,10 @@ from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.routes import AuthController, MeController
 from backend.accounts.tokens import AccessTokens
-from backend.admission.ratelimit import MemoryRateLimiter
+from backend.admission.board import MemoryBoard, OverloadBoard, RedisBoard
+from backend.admission.controller import AdmissionController
+from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from backend.admission.routes import my_usage, set_overload
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
 from backend.chat.leases import LeaseKeeper
@@ -99,6 +102,17 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     pool = WorkerPool.from_settings(settings.inference)
     sglang = SGLangClient()
+    rate_limiter: RateLimiter
+    board: OverloadBoard
+    if redis is not None:
+        rate_limiter = RedisRateLimiter(redis)
+        # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
+        board = RedisBoard(redis, fresh_s=max(5.0, 5 * settings.admission.interval_s))
+    else:
+        rate_limiter, board = MemoryRateLimiter(), MemoryBoard()
+    admission = AdmissionController(
+        pool=pool, settings=settings.admission, board=board, replica_id=replica_id
+    )
     runner = TurnRunner(
         sessions=sessions,
         event_log=event_log,
@@ -107,6 +121,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings.chat,
         replica_id=replica_id,
         shutdown_grace_s=settings.server.shutdown_grace_s,
+        admission=admission,
     )
     runner.finishers.append(notify_if_unattended)
     if settings.chat.auto_titles:
@@ -118,7 +133,7 @@ def build_runtime(settings: Settings) -> Runtime:
         sessions=sessions,
         passwords=Passwords(settings.auth),
         access_tokens=AccessTokens(settings.auth),
-        rate_limiter=MemoryRateLimiter(),
+        rate_limiter=rate_limiter,
         redis=redis,
         http=http,
         event_log=event_log,
@@ -130,6 +145,7 @@ def build_runtime(settings: Settings) -> Runtime:
         leases=LeaseKeeper(
             settings=settings, sessions=sessions, event_log=event_log, runner=runner, replica_id=replica_id
         ),
+        admission=admission,
         trusted_proxies=frozenset(
             proxy.strip() for proxy in settings.auth.trusted_proxies.split(",") if proxy.strip()
         ),
@@ -160,9 +176,11 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
     await runtime.control.start(cancel_here)
     await runtime.runner.start_checkpoints()
     await runtime.leases.start()
+    await runtime.admission.start()
     try:
         yield
     finally:
+        await runtime.admission.close()
         await runtime.runner.shutdown()
         await runtime.leases.close()
         await runtime.fleet.close()
@@ -211,6 +229,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             chat_socket,
             list_models,
             fleet,
+            my_usage,
+            set_overload,
             DeviceController,
         ],
         dependencies=SHARED_DEPENDENCIES,

@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
+from backend.admission.controller import AdmissionController
 from backend.admission.ratelimit import RateLimiter
+from backend.admission.schemas import AdmissionState
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog
 from backend.chat.leases import LeaseKeeper
@@ -48,6 +50,7 @@ class Runtime:
     runner: TurnRunner
     fleet: HealthMonitor
     leases: LeaseKeeper
+    admission: AdmissionController
     user_locks: UserLocks = field(default_factory=UserLocks)
     trusted_proxies: frozenset[str] = field(default_factory=frozenset)
     readiness: dict[str, Probe] = field(default_factory=dict)
@@ -56,15 +59,17 @@ class Runtime:
     firebase_auth: FirebaseAuth | None = None
     push_sender: PushSender = field(default_factory=LoggingSender)
 
-    def admission_state(self) -> dict[str, object]:
-        """Degrade level and queues for /v1/admin/fleet (the admission controller fills this in)."""
-        return {}
+    def admission_state(self) -> AdmissionState:
+        """Degrade level and queues for /v1/admin/fleet."""
+        return self.admission.state()
 
     def turn_service(self, session: AsyncSession) -> TurnService:
         return TurnService(
             session,
             chat=self.settings.chat,
             inference=self.settings.inference,
+            tiers=self.settings.tiers,
+            admission=self.admission,
             runner=self.runner,
             event_log=self.event_log,
             control=self.control,

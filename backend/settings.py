@@ -186,7 +186,6 @@ class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
     system_prompt: Annotated[
         str, doc("System prompt of every turn; identical for all users so that it is always a cache hit")
     ] = DEFAULT_SYSTEM_PROMPT
-    max_concurrent_turns: Annotated[int, doc("Turns one user may have generating at once (else 429)")] = 2
     event_log_ttl_s: Annotated[int, doc("How long a finished turn's event log stays replayable, seconds")] = (
         3600
     )
@@ -206,6 +205,71 @@ class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
         int, doc("Old turns dropped at a time when a conversation outgrows the context")
     ] = 4
     auto_titles: Annotated[bool, doc("Name untitled conversations after their first answer")] = True
+
+
+Tier = Literal["free", "plus", "admin"]
+TIERS: tuple[Tier, ...] = ("free", "plus", "admin")
+
+
+class TierSettings(SettingsGroup, kw_only=True, frozen=True):
+    """What each tier may use. Quotas count over a rolling window; 0 means unlimited."""
+
+    env_prefix: ClassVar[str] = "TIER_"
+
+    window_s: Annotated[int, doc("Length of the rolling window quotas are counted over, seconds")] = 3 * 3600
+    free_messages: Annotated[int, doc("Turns (sends and regenerations) a free user may start per window")] = (
+        50
+    )
+    free_tokens: Annotated[
+        int, doc("Output tokens (reasoning included) a free user may receive per window")
+    ] = 200_000
+    free_concurrent_turns: Annotated[int, doc("Turns a free user may have generating at once (else 429)")] = 2
+    free_priority: Annotated[int, doc("Queue priority of free users' turns (lower is served first)")] = 2
+    plus_messages: Annotated[int, doc("Turns a plus user may start per window")] = 500
+    plus_tokens: Annotated[int, doc("Output tokens a plus user may receive per window")] = 4_000_000
+    plus_concurrent_turns: Annotated[int, doc("Turns a plus user may have generating at once")] = 4
+    plus_priority: Annotated[int, doc("Queue priority of plus users' turns")] = 1
+    admin_messages: Annotated[int, doc("Turns an admin may start per window")] = 0
+    admin_tokens: Annotated[int, doc("Output tokens an admin may receive per window")] = 0
+    admin_concurrent_turns: Annotated[int, doc("Turns an admin may have generating at once")] = 8
+    admin_priority: Annotated[int, doc("Queue priority of admins' turns")] = 0
+
+
+class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
+    """The fair queue in front of the fleet and the overload policy's degrade ladder."""
+
+    env_prefix: ClassVar[str] = "ADMISSION_"
+
+    max_queue_wait_s: Annotated[
+        float, doc("A turn waiting longer than this for capacity fails with `overloaded` + Retry-After")
+    ] = 60.0
+    messages_per_user_per_min: Annotated[int, doc("Turns one user may start per minute (else 429)")] = 20
+    messages_per_ip_per_min: Annotated[
+        int, doc("Turns one client IP may start per minute (generous: carriers put many phones on one IP)")
+    ] = 600
+    ladder_thresholds: Annotated[
+        str,
+        doc(
+            "Queue length, as a multiple of the fleet's capacity, at which degrade levels 1, 2, 3 and 4 "
+            "begin (comma-separated)"
+        ),
+    ] = "0.25,0.5,1,2"
+    raise_after_s: Annotated[
+        float, doc("Pressure must call for a higher level this long before it rises")
+    ] = 2.0
+    lower_after_s: Annotated[
+        float, doc("Pressure must stay below the current level this long before it falls one step")
+    ] = 20.0
+    degraded_max_tokens: Annotated[
+        int, doc("Answer budget (max_tokens) of degraded turns: free from level 1, plus from level 4")
+    ] = 2048
+    shed_retry_after_s: Annotated[
+        float, doc("Retry-After given to turns and sign-ups refused while overloaded, seconds")
+    ] = 30.0
+    interval_s: Annotated[float, doc("How often queue pressure is measured and the degrade level set")] = 1.0
+
+    def thresholds(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.ladder_thresholds.split(",") if part.strip())
 
 
 class FirebaseSettings(SettingsGroup, kw_only=True, frozen=True):
@@ -275,6 +339,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
     chat: ChatSettings = msgspec.field(default_factory=ChatSettings)
+    tiers: TierSettings = msgspec.field(default_factory=TierSettings)
+    admission: AdmissionSettings = msgspec.field(default_factory=AdmissionSettings)
     inference: InferenceSettings = msgspec.field(default_factory=InferenceSettings)
     firebase: FirebaseSettings = msgspec.field(default_factory=FirebaseSettings)
     fcm: FcmSettings = msgspec.field(default_factory=FcmSettings)
@@ -327,6 +393,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             )
         if not 1 <= self.push.batch_size <= 500:
             problems.append("SURGE_PUSH_BATCH_SIZE must be between 1 and 500 (FCM's batch limit)")
+        try:
+            thresholds = self.admission.thresholds()
+        except ValueError:
+            thresholds = ()
+        if len(thresholds) != 4 or list(thresholds) != sorted(thresholds) or thresholds[0] <= 0:
+            problems.append("SURGE_ADMISSION_LADDER_THRESHOLDS must be four increasing positive numbers")
         if not 0 <= self.firebase.clock_skew_s <= 60:
             problems.append("SURGE_FIREBASE_CLOCK_SKEW_S must be between 0 and 60")
         # A claim must outlive a send (firebase-admin may try a 401 three times): else a second
@@ -342,6 +414,8 @@ GROUPS: Mapping[str, type[SettingsGroup]] = {
     "redis": RedisSettings,
     "auth": AuthSettings,
     "chat": ChatSettings,
+    "tiers": TierSettings,
+    "admission": AdmissionSettings,
     "inference": InferenceSettings,
     "firebase": FirebaseSettings,
     "fcm": FcmSettings,
@@ -397,6 +471,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis=_load_group(RedisSettings, env),
         auth=_load_group(AuthSettings, env),
         chat=_load_group(ChatSettings, env),
+        tiers=_load_group(TierSettings, env),
+        admission=_load_group(AdmissionSettings, env),
         inference=inference,
         firebase=_load_group(FirebaseSettings, env),
         fcm=_load_group(FcmSettings, env),

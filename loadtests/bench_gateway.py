@@ -35,6 +35,7 @@ import httpx
 
 from backend.db.migrate import upgrade
 from backend.settings import DEFAULT_SYSTEM_PROMPT
+from loadtests.benchenv import UNLIMITED_USER
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,8 +193,7 @@ async def surge(
             "SURGE_LOG_LEVEL": "WARNING",
             "SURGE_AUTO_TITLES": "false",
             "SURGE_SHUTDOWN_GRACE_S": "2",
-            "SURGE_SIGNUP_PER_IP_PER_HOUR": "100000",
-            "SURGE_MAX_CONCURRENT_TURNS": "100000",
+            **UNLIMITED_USER,
             "SURGE_ARGON2_TIME_COST": "1",
             "SURGE_ARGON2_MEMORY_KIB": "64",
             "SURGE_MODELS": json.dumps(

@@ -47,6 +47,7 @@ from backend.db import models as m
 from backend.db.engine import create_engine, session_factory
 from backend.db.migrate import upgrade
 from backend.settings import load_settings
+from loadtests.benchenv import UNLIMITED_USER
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
 from loadtests.sglang_sim.chat_template import get_chat_template, render_prompt
 from loadtests.sglang_sim.output_plan import plan_output
@@ -178,8 +179,7 @@ async def surge(
         "SURGE_LOG_LEVEL": "WARNING",
         "SURGE_AUTO_TITLES": "false",
         "SURGE_SHUTDOWN_GRACE_S": "2",
-        "SURGE_SIGNUP_PER_IP_PER_HOUR": "1000000",
-        "SURGE_MAX_CONCURRENT_TURNS": "1000",
+        **UNLIMITED_USER,
         "SURGE_ARGON2_TIME_COST": "1",
         "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_SYSTEM_PROMPT": system_prompt(),

@@ -33,6 +33,7 @@ from backend.errors import (
     Conflict,
     NotFound,
     RateLimited,
+    SignupsPaused,
     Unauthorized,
     UpstreamUnavailable,
     error_responses,
@@ -104,7 +105,8 @@ class AuthController(Controller):
         status_code=201,
         exclude_from_auth=True,
         summary="Create an account",
-        responses=error_responses(Conflict, RateLimited),
+        description="`503 signups_paused` (with Retry-After) while the overload policy has closed sign-ups.",
+        responses=error_responses(Conflict, RateLimited, SignupsPaused),
     )
     async def sign_up(
         self,
@@ -113,6 +115,7 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
         runtime: RuntimeDep,
     ) -> Session:
+        runtime.admission.check_signup()
         limits = runtime.settings.auth
         await enforce(
             runtime.rate_limiter,

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.admission.tiers import tier_limits
 from backend.chat.event_log import EventLog
 from backend.chat.runner import ACTIVE_STATUSES, Turn, TurnRunner
 from backend.db import models as m
@@ -173,6 +174,7 @@ class LeaseKeeper:
             await session.commit()
             message = await session.get(m.Message, turn_id)
             conversation = await session.get(m.Conversation, message.conversation_id) if message else None
+            owner = await session.get(m.User, conversation.user_id) if conversation else None
         if message is None or conversation is None or message.parent_id is None:
             return False
         events = await self.event_log.read(turn_id)
@@ -193,6 +195,7 @@ class LeaseKeeper:
                     max_tokens=message.max_tokens or model.max_output_tokens,
                     accepted_at=message.created_at,
                     attempts=message.attempts,
+                    priority=tier_limits(self.settings.tiers, owner.tier if owner else "free").priority,
                 )
             )
             return True

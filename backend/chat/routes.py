@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Response, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from backend.accounts.auth import BEARER
+from backend.admission.client_ip import client_ip
+from backend.admission.ratelimit import enforce_turn_rate
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
 from backend.chat.service import AcceptedTurn, TurnService
 from backend.chat.stream import parse_after, sse_response
@@ -20,7 +22,9 @@ from backend.deps import CurrentUser, DbSession, RuntimeDep
 from backend.errors import (
     Conflict,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
+    QuotaExceeded,
     RateLimited,
     Unauthorized,
     UpstreamUnavailable,
@@ -72,7 +76,14 @@ def answer(runtime: RuntimeDep, accepted: AcceptedTurn, stream: bool) -> Respons
 
 TURN_SERVICE = {"turns": Provide(provide_turn_service, sync_to_thread=False)}
 TURN_ERRORS = error_responses(
-    Unauthorized, NotFound, Conflict, PayloadTooLarge, RateLimited, UpstreamUnavailable
+    Unauthorized,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    RateLimited,
+    QuotaExceeded,
+    Overloaded,
+    UpstreamUnavailable,
 )
 
 
@@ -90,6 +101,7 @@ TURN_ERRORS = error_responses(
     responses={**TURN_ERRORS, 200: EVENT_STREAM_DOC},
 )
 async def send_message(
+    request: Request[Any, Any, Any],
     conversation_id: FromPath[UUID],
     data: JSONBody[SendMessage],
     turns: NamedDependency[TurnService],
@@ -97,6 +109,12 @@ async def send_message(
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[TurnCreated] | Stream:
+    await enforce_turn_rate(
+        runtime.rate_limiter,
+        runtime.settings.admission,
+        current_user.id,
+        client_ip(request, runtime.trusted_proxies),
+    )
     accepted = await turns.send(current_user, conversation_id, data, idempotency_key)
     return answer(runtime, accepted, data.stream)
 
@@ -114,6 +132,7 @@ class TurnController(Controller):
     )
     async def regenerate(
         self,
+        request: Request[Any, Any, Any],
         message_id: FromPath[UUID],
         data: JSONBody[Regenerate],
         turns: NamedDependency[TurnService],
@@ -121,6 +140,12 @@ class TurnController(Controller):
         runtime: RuntimeDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TurnCreated] | Stream:
+        await enforce_turn_rate(
+            runtime.rate_limiter,
+            runtime.settings.admission,
+            current_user.id,
+            client_ip(request, runtime.trusted_proxies),
+        )
         accepted = await turns.regenerate(current_user, message_id, data, idempotency_key)
         return answer(runtime, accepted, data.stream)
 

@@ -21,6 +21,7 @@ import msgspec
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from backend.admission.controller import AdmissionController, QueueTimeout
 from backend.chat.event_log import EventLog
 from backend.chat.prompt import render_prompt
 from backend.conversations.schemas import message_view
@@ -52,6 +53,8 @@ class Turn:
     max_tokens: int
     accepted_at: datetime
     attempts: int = 0
+    # Place in the admission queue: the user's tier's priority (lower is served first).
+    priority: int = 0
 
     def template_kwargs(self) -> dict[str, Any]:
         if self.model.thinking == "optional" and self.model.thinking_switch:
@@ -156,6 +159,7 @@ class TurnRunner:
         settings: ChatSettings,
         replica_id: UUID,
         shutdown_grace_s: float,
+        admission: AdmissionController | None = None,
     ) -> None:
         self.sessions = sessions
         self.event_log = event_log
@@ -164,6 +168,8 @@ class TurnRunner:
         self.settings = settings
         self.replica_id = replica_id
         self.shutdown_grace_s = shutdown_grace_s
+        # Without a controller (unit tests of the runner alone) every turn goes upstream at once.
+        self.admission = admission
         self.running: dict[UUID, Generation] = {}
         # Extra work done when a turn is stored, inside its transaction (the push outbox hooks in here).
         self.finishers: list[Finisher] = []
@@ -216,8 +222,20 @@ class TurnRunner:
     async def _run(self, generation: Generation) -> None:
         turn = generation.turn
         try:
-            await self._generate(generation)
+            async with self._slot(turn):
+                await self._generate(generation)
             await self._complete(generation)
+        except QueueTimeout as timeout:
+            await self._store_end(
+                generation,
+                status="failed",
+                finish_reason="error",
+                failure=TurnFailed(
+                    "overloaded",
+                    "Every model server stayed busy; send the message again shortly.",
+                    retry_after_s=timeout.retry_after_s,
+                ),
+            )
         except asyncio.CancelledError:
             if not generation.cancel_requested:
                 raise  # shutting down: the lease lapses and a surviving replica takes over
@@ -238,6 +256,25 @@ class TurnRunner:
             )
         finally:
             self.running.pop(turn.message_id, None)
+
+    def _slot(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
+        """A place in the fleet's capacity, waited for in the fair queue (``queued`` events tell the
+        client where it stands)."""
+        if self.admission is None:
+            return contextlib.nullcontext()
+
+        async def announce(position: int, estimated_wait_s: float) -> None:
+            await self.event_log.append(
+                turn.message_id, "queued", {"position": position, "estimated_wait_s": estimated_wait_s}
+            )
+
+        return self.admission.slot(
+            model_id=turn.model.id,
+            turn_id=turn.message_id,
+            user_id=turn.user_id,
+            priority=turn.priority,
+            announce=announce,
+        )
 
     async def _generate(self, generation: Generation) -> None:
         turn = generation.turn

@@ -13,10 +13,13 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.admission.controller import AdmissionController
+from backend.admission.quota import check_turn_allowed, measure
+from backend.admission.tiers import TierLimits, tier_limits
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog
 from backend.chat.runner import ACTIVE_STATUSES, Turn, TurnRunner
@@ -24,9 +27,9 @@ from backend.conversations.schemas import message_view
 from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
-from backend.errors import Conflict, NotFound, PayloadTooLarge, RateLimited, ValidationFailed
+from backend.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from backend.observability import metrics
-from backend.settings import ChatSettings, InferenceSettings, ModelSpec
+from backend.settings import ChatSettings, InferenceSettings, ModelSpec, TierSettings
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CANCEL_WAIT_S = 5.0
@@ -68,6 +71,8 @@ class TurnService:
         *,
         chat: ChatSettings,
         inference: InferenceSettings,
+        tiers: TierSettings,
+        admission: AdmissionController,
         runner: TurnRunner,
         event_log: EventLog,
         control: ControlChannel,
@@ -77,6 +82,8 @@ class TurnService:
         self.session = session
         self.chat = chat
         self.inference = inference
+        self.tiers = tiers
+        self.admission = admission
         self.runner = runner
         self.event_log = event_log
         self.control = control
@@ -163,7 +170,7 @@ class TurnService:
         async with self._accepting(user.id):
             if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
                 return replay
-            await self._check_concurrency(user.id)
+            limits = await self._check_allowed(user)
             parent_id = body.parent_id if explicit_parent else await self.tree.current_leaf_id(conversation)
             if parent_id is not None:
                 await self._check_parent(conversation.id, parent_id)
@@ -183,6 +190,7 @@ class TurnService:
                 user_message,
                 model,
                 self.resolve_thinking(model, body.thinking),
+                limits=limits,
                 scope=scope,
                 key=idempotency_key,
                 fingerprint=fingerprint,
@@ -203,13 +211,14 @@ class TurnService:
         async with self._accepting(user.id):
             if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
                 return replay
-            await self._check_concurrency(user.id)
+            limits = await self._check_allowed(user)
             return await self._accept_answer(
                 user,
                 conversation,
                 user_message,
                 model,
                 self.resolve_thinking(model, body.thinking),
+                limits=limits,
                 scope=scope,
                 key=idempotency_key,
                 fingerprint=fingerprint,
@@ -223,10 +232,13 @@ class TurnService:
         model: ModelSpec,
         thinking: bool,
         *,
+        limits: TierLimits,
         scope: str,
         key: str | None,
         fingerprint: str,
     ) -> AcceptedTurn:
+        # Shed now (nothing is stored) or admit, with whatever the overload level changes for this tier.
+        plan = self.admission.plan(limits, model, thinking=thinking, max_tokens=model.max_output_tokens)
         now = datetime.now(UTC)
         answer = self.tree.append(
             conversation,
@@ -236,8 +248,8 @@ class TurnService:
             status="queued",
             model=model.id,
         )
-        answer.thinking = thinking
-        answer.max_tokens = model.max_output_tokens
+        answer.thinking = plan.thinking
+        answer.max_tokens = plan.max_tokens
         answer.lease_owner = self.replica_id
         answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
         if key is not None:
@@ -265,6 +277,13 @@ class TurnService:
                 raise
             return replay
         metrics.TURNS_STARTED.labels(model.id).inc()
+        if plan.changes:
+            # Before the runner starts: the first event of the turn's log tells the client what changed.
+            await self.event_log.append(
+                answer.id,
+                "degraded",
+                {"reason": "overload", "level": self.admission.level, "changes": plan.changes},
+            )
         self.runner.start(
             Turn(
                 message_id=answer.id,
@@ -272,9 +291,10 @@ class TurnService:
                 conversation_id=conversation.id,
                 user_id=user.id,
                 model=model,
-                thinking=thinking,
-                max_tokens=model.max_output_tokens,
+                thinking=plan.thinking,
+                max_tokens=plan.max_tokens,
                 accepted_at=answer.created_at,
+                priority=limits.priority,
             )
         )
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
@@ -311,19 +331,11 @@ class TurnService:
             raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
 
-    async def _check_concurrency(self, user_id: UUID) -> None:
-        active = await self.session.scalar(
-            select(func.count())
-            .select_from(m.Message)
-            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-            .where(m.Conversation.user_id == user_id, m.Message.status.in_(ACTIVE_STATUSES))
-        )
-        if (active or 0) >= self.chat.max_concurrent_turns:
-            raise RateLimited(
-                f"At most {self.chat.max_concurrent_turns} answers can be generated at once; "
-                "wait for one to finish.",
-                retry_after_s=5,
-            )
+    async def _check_allowed(self, user: m.User) -> TierLimits:
+        """The tier's quota and turns-at-once cap (429 when reached); returns the tier's limits."""
+        limits = tier_limits(self.tiers, user.tier)
+        check_turn_allowed(await measure(self.session, user.id, limits))
+        return limits
 
     async def _check_parent(self, conversation_id: UUID, parent_id: UUID) -> None:
         parent = await self.session.get(m.Message, parent_id)

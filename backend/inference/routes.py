@@ -8,6 +8,7 @@ import msgspec
 from litestar import get
 
 from backend.accounts.auth import BEARER, admin_only
+from backend.admission.schemas import AdmissionState
 from backend.deps import RuntimeDep
 from backend.errors import Forbidden, Unauthorized, error_responses
 
@@ -67,7 +68,7 @@ class Fleet(msgspec.Struct):
 
     policy: str
     workers: list[FleetWorker]
-    admission: dict[str, object]
+    admission: AdmissionState
 
 
 @get(

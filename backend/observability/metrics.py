@@ -89,3 +89,26 @@ WORKER_CACHED_TOKENS = Counter(
     "Prompt tokens the worker served from its prefix cache (hit rate = cached / prompt)",
     ["model", "worker"],
 )
+
+# --- admission: rate limits, the fair queue and the degrade ladder ---
+RATE_LIMIT_DECISIONS = Counter(
+    "surge_rate_limit_decisions_total",
+    "Requests refused by a rate limit (limited), or let through because the limiter was down",
+    ["rule", "decision"],
+)
+ADMISSION_DECISIONS = Counter(
+    "surge_admission_decisions_total",
+    "What admission did with each turn: admitted, queued, degraded, shed or rejected, and why",
+    ["model", "decision", "reason"],
+)
+QUEUE_LENGTH = Gauge("surge_queue_length", "Turns waiting for capacity in this replica", ["model"])
+QUEUE_WAIT = Histogram(
+    "surge_queue_wait_seconds",
+    "Time turns waited for capacity before starting (or giving up)",
+    buckets=LATENCY_BUCKETS,
+)
+DEGRADE_LEVEL = Gauge(
+    "surge_degrade_level",
+    "The overload policy's level: 0 normal, 1 shorter answers, 2 thinking off (free), 3 sign-ups paused, "
+    "4 free tier shed",
+)

@@ -161,7 +161,7 @@ async def test_concurrent_retries_with_one_key_create_one_turn(client, alice):
 async def test_a_user_may_have_only_so_many_turns_generating(client_with):
     from tests.conftest import sign_up
 
-    async with client_with([{"sim_speedup": 2.0}], SURGE_MAX_CONCURRENT_TURNS="2") as (client, _):
+    async with client_with([{"sim_speedup": 2.0}], SURGE_TIER_FREE_CONCURRENT_TURNS="2") as (client, _):
         alice = await sign_up(client)
         conversations = [await new_conversation(client, alice) for _ in range(3)]
         statuses = []

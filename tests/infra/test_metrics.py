@@ -30,12 +30,7 @@ from tests.infra.infra_files import (
 # other branches add them, with these types and labels. Until then they are taken on trust here, and
 # only here. Once the backend exports one, delete it from this list: test_pending_metrics_are_still_pending
 # fails until you do, and from then on it is checked against /metrics like every other series.
-PENDING_METRICS: dict[str, tuple[str, frozenset[str]]] = {
-    "surge_degrade_level": ("gauge", frozenset()),
-    "surge_admission_decisions_total": ("counter", frozenset({"model", "decision", "reason"})),
-    "surge_queue_length": ("gauge", frozenset({"model"})),
-    "surge_queue_wait_seconds": ("histogram", frozenset()),
-}
+PENDING_METRICS: dict[str, tuple[str, frozenset[str]]] = {}
 # Series Prometheus itself adds to every target.
 PROMETHEUS_SERIES = {"up": frozenset()}
 TARGET_LABELS = frozenset({"instance", "job"})

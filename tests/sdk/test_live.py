@@ -4,7 +4,7 @@ when it is reachable), sync and async, through every resource whose routes exist
 The turn resources (client.messages, client.models, client.realtime()) have their live tests in
 test_live_turns.py.
 
-client.devices and client.admin.fleet (with its 403) have live tests below. Still covered only
+client.devices, client.me.usage and client.admin (with its 403) have live tests below. Still covered only
 against httpx.MockTransport (test_resources.py, test_auth.py, test_errors.py):
   - client.auth.log_in_with_firebase() (a live test needs a fake of Google's certificate endpoint:
     tests/push covers the server side of POST /v1/auth/firebase against one)
@@ -335,7 +335,7 @@ def test_devices_register_list_move_and_delete(live_surge):
 
 
 def test_admin_routes_refuse_other_tiers_and_show_the_fleet_to_admins(live_surge):
-    from surge import PermissionDeniedError
+    from surge import PermissionDeniedError, SignupsPausedError
 
     ada = signed_up(live_surge, "ada-admin@example.com")
     with pytest.raises(PermissionDeniedError) as denied:
@@ -345,6 +345,22 @@ def test_admin_routes_refuse_other_tiers_and_show_the_fleet_to_admins(live_surge
     fleet = ada.admin.fleet()
     assert fleet["policy"] == "ttft"
     assert {worker["model"] for worker in fleet["workers"]} == {"deepseek-v3.1"}
+    assert fleet["admission"]["degrade_level"] == 0
+    closed = ada.admin.override_overload(level=3)
+    assert closed["degrade_level"] == 3 and closed["signups_open"] is False
+    with pytest.raises(SignupsPausedError) as paused:
+        Surge(base_url=live_surge.url, max_retries=0).auth.sign_up("late@example.com", "correct horse")
+    assert paused.value.code == "signups_paused" and paused.value.retry_after and paused.value.retry_after > 0
+    assert ada.admin.override_overload(level=None)["degrade_level"] == 0
+
+
+def test_usage_shows_the_tier_its_limits_and_what_was_used(live_surge):
+    ada = signed_up(live_surge, "ada-usage@example.com")
+    usage = ada.me.usage()
+    assert usage.tier == "free"
+    assert usage.limits["concurrent_turns"] == 2 and usage.limits["messages"] > 0
+    assert usage.used == {"messages": 0, "tokens": 0, "concurrent_turns": 0}
+    assert usage.resets_at is not None
 
 
 async def _make_admin(live: LiveSurge, user_id: str) -> None:

@@ -1,0 +1,252 @@
+"""Admission: which turns start now, which wait, in what order, and how the service degrades.
+
+Every turn asks for a slot before it goes upstream. A model's slots are the running capacity of its
+healthy workers (``max_running_requests`` each), shared evenly among the live replicas; turns beyond
+that wait here, in the fair queue, rather than in SGLang's FCFS queue where tiers cannot be told apart.
+A turn that waits longer than the maximum fails with ``overloaded`` and a Retry-After.
+
+Once a second the controller measures queue pressure, moves the degrade ladder, posts its level on the
+board shared with the other replicas, and applies the highest level posted (or the operator's override).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from backend.admission.board import BoardView, OverloadBoard, Override
+from backend.admission.ladder import MAX_LEVEL, SHED_FREE, SIGNUPS_PAUSED, DegradeLadder, TurnPlan, degrade
+from backend.admission.queue import ModelQueue, Ticket
+from backend.admission.schemas import AdmissionState, QueueView
+from backend.admission.tiers import TierLimits
+from backend.errors import Overloaded, SignupsPaused, ValidationFailed
+from backend.inference.pool import WorkerPool
+from backend.observability import metrics
+from backend.settings import AdmissionSettings, ModelSpec
+
+logger = logging.getLogger("surge.admission")
+
+# Announces a waiting turn's place: (position, estimated wait in seconds).
+Announce = Callable[[int, float], Awaitable[None]]
+
+
+class QueueTimeout(Exception):
+    """The turn waited the maximum time without a slot."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("waited too long for capacity")
+        self.retry_after_s = retry_after_s
+
+
+class AdmissionController:
+    def __init__(
+        self,
+        *,
+        pool: WorkerPool,
+        settings: AdmissionSettings,
+        board: OverloadBoard,
+        replica_id: UUID,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.board = board
+        self.replica_id = replica_id
+        self.clock = clock
+        self.ladder = DegradeLadder(settings.thresholds(), settings.raise_after_s, settings.lower_after_s)
+        self.queues: dict[str, ModelQueue] = {}
+        self.replicas = 1
+        self.level = 0
+        self.override = Override()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the overload state every replica applies ---
+    @property
+    def signups_open(self) -> bool:
+        if self.override.signups_open is not None:
+            return self.override.signups_open
+        return self.level < SIGNUPS_PAUSED
+
+    def check_signup(self) -> None:
+        if not self.signups_open:
+            metrics.ADMISSION_DECISIONS.labels("", "rejected", "signups_paused").inc()
+            raise SignupsPaused(retry_after_s=self.settings.shed_retry_after_s)
+
+    def plan(self, limits: TierLimits, model: ModelSpec, *, thinking: bool, max_tokens: int) -> TurnPlan:
+        """Admit (with the level's changes) or shed a new turn of ``limits.tier``."""
+        if self.level >= SHED_FREE and limits.tier == "free":
+            metrics.ADMISSION_DECISIONS.labels(model.id, "shed", f"overload_level_{self.level}").inc()
+            raise Overloaded(
+                "Demand is very high right now; free accounts can send again shortly.",
+                retry_after_s=self.settings.shed_retry_after_s,
+            )
+        plan = degrade(
+            self.level,
+            tier=limits.tier,
+            thinking=thinking,
+            thinking_optional=model.thinking == "optional",
+            max_tokens=max_tokens,
+            degraded_max_tokens=self.settings.degraded_max_tokens,
+        )
+        if plan.changes:
+            metrics.ADMISSION_DECISIONS.labels(model.id, "degraded", plan.reason).inc()
+        return plan
+
+    async def set_override(self, override: Override) -> None:
+        if override.level is not None and not 0 <= override.level <= MAX_LEVEL:
+            raise ValidationFailed(
+                f"level must be between 0 and {MAX_LEVEL}", fields={"level": f"0-{MAX_LEVEL} or null"}
+            )
+        await self.board.set_override(override)
+        await self.tick()
+
+    # --- slots ---
+    def slots(self, model_id: str) -> int:
+        capacity = self.pool.capacity(model_id)
+        return math.ceil(capacity / max(1, self.replicas)) if capacity else 0
+
+    def queue(self, model_id: str) -> ModelQueue:
+        queue = self.queues.get(model_id)
+        if queue is None:
+            queue = self.queues[model_id] = ModelQueue(model_id)
+        return queue
+
+    @asynccontextmanager
+    async def slot(
+        self, *, model_id: str, turn_id: UUID, user_id: UUID, priority: int, announce: Announce
+    ) -> AsyncIterator[None]:
+        """Hold one of the model's slots for the body; wait in the fair queue for it if need be."""
+        queue, now = self.queue(model_id), self.clock()
+        ticket = Ticket(turn_id=turn_id, user_id=user_id, priority=priority, enqueued_at=now)
+        slots = self.slots(model_id)
+        if slots == 0 or (not queue.waiting and len(queue.holding) < slots):
+            # Room now (or no healthy worker at all, which the turn will report as upstream_unavailable).
+            queue.hold(ticket, now)
+            metrics.ADMISSION_DECISIONS.labels(model_id, "admitted", "capacity").inc()
+            metrics.QUEUE_WAIT.observe(0.0)
+        else:
+            metrics.ADMISSION_DECISIONS.labels(model_id, "queued", "fleet_busy").inc()
+            queue.enqueue(ticket)
+            metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
+            await self._wait(queue, ticket, announce)
+        try:
+            yield
+        finally:
+            queue.release(ticket, self.clock())
+            queue.grant(self.slots(model_id), self.clock())
+            metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
+
+    async def _wait(self, queue: ModelQueue, ticket: Ticket, announce: Announce) -> None:
+        deadline = ticket.enqueued_at + self.settings.max_queue_wait_s
+        announced = 0
+        try:
+            while not ticket.granted.done():
+                position = queue.position(ticket)
+                if position != announced:
+                    announced = position
+                    await announce(position, queue.estimated_wait_s(position, self.slots(queue.model_id)))
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise QueueTimeout(self.settings.shed_retry_after_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(ticket.granted), min(remaining, self.settings.interval_s)
+                    )
+        except BaseException as exc:
+            if ticket.granted.done():
+                # Granted in the same instant it gave up: hand the slot on.
+                queue.release(ticket, self.clock())
+                queue.grant(self.slots(queue.model_id), self.clock())
+            else:
+                queue.withdraw(ticket)
+            metrics.QUEUE_LENGTH.labels(queue.model_id).set(len(queue.waiting))
+            waited = self.clock() - ticket.enqueued_at
+            metrics.QUEUE_WAIT.observe(waited)
+            if isinstance(exc, QueueTimeout):
+                metrics.ADMISSION_DECISIONS.labels(queue.model_id, "shed", "max_wait").inc()
+            raise
+        metrics.QUEUE_WAIT.observe(self.clock() - ticket.enqueued_at)
+        metrics.ADMISSION_DECISIONS.labels(queue.model_id, "admitted", "dequeued").inc()
+
+    # --- the periodic measurement ---
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="surge-admission")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("admission tick failed; retrying next interval")
+
+    def pressure(self) -> float:
+        """The longest queue, as a multiple of its model's slots."""
+        worst = 0.0
+        for model_id, queue in self.queues.items():
+            slots = self.slots(model_id)
+            if queue.waiting:
+                worst = max(worst, len(queue.waiting) / max(1, slots))
+        return worst
+
+    async def tick(self) -> None:
+        now = self.clock()
+        own = self.ladder.update(self.pressure(), now)
+        view: BoardView | None = None
+        try:
+            await self.board.post(self.replica_id, own)
+            view = await self.board.read()
+        except Exception as exc:  # Redis down: keep deciding on this replica's own pressure
+            logger.warning("overload board unavailable", extra={"error": type(exc).__name__})
+        if view is not None:
+            self.override = view.override
+            self.replicas = max(1, len(view.levels))
+            automatic = max([own, *view.levels.values()])
+        else:
+            automatic = own
+        previous = self.level
+        self.level = self.override.level if self.override.level is not None else automatic
+        if self.level != previous:
+            logger.warning(
+                "degrade level changed",
+                extra={"from": previous, "to": self.level, "pressure": round(self.pressure(), 2)},
+            )
+        metrics.DEGRADE_LEVEL.set(self.level)
+        for model_id, queue in self.queues.items():
+            # Capacity may have grown (a worker joined or recovered): let waiting turns in.
+            queue.grant(self.slots(model_id), now)
+            metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
+
+    def state(self) -> AdmissionState:
+        now = self.clock()
+        return AdmissionState(
+            degrade_level=self.level,
+            automatic_level=self.ladder.level,
+            override_level=self.override.level,
+            signups_open=self.signups_open,
+            signups_override=self.override.signups_open,
+            pressure=round(self.pressure(), 3),
+            replicas=self.replicas,
+            queues={
+                model_id: QueueView(
+                    waiting=len(queue.waiting),
+                    holding=len(queue.holding),
+                    slots=self.slots(model_id),
+                    oldest_wait_s=round(queue.oldest_wait_s(now), 1),
+                    mean_hold_s=round(queue.mean_hold_s, 1),
+                )
+                for model_id, queue in self.queues.items()
+            },
+        )

@@ -1,0 +1,98 @@
+"""The fair queue of one model on one replica: its slots, the turns holding them, and those waiting.
+
+Order of service (DESIGN.md): tier first (lower priority number first), then the user with the fewest
+turns holding slots, then age. The second key changes as turns start and end, so the order is computed
+when asked for rather than kept in a heap; the queue is at most a few thousand turns long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from uuid import UUID
+
+# What a turn holds a slot for, before any has finished here to say: a reasoning answer's order.
+DEFAULT_HOLD_S = 30.0
+HOLD_SMOOTHING = 0.1
+
+
+@dataclass(eq=False)
+class Ticket:
+    """A turn asking for a slot."""
+
+    turn_id: UUID
+    user_id: UUID
+    priority: int
+    enqueued_at: float
+    granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    granted_at: float | None = None
+
+
+@dataclass(eq=False)
+class ModelQueue:
+    model_id: str
+    holding: dict[UUID, Ticket] = field(default_factory=dict)
+    waiting: list[Ticket] = field(default_factory=list)
+    holding_by_user: Counter[UUID] = field(default_factory=Counter)
+    # Mean time a turn holds its slot (smoothed), for the wait estimates the queue announces.
+    mean_hold_s: float = DEFAULT_HOLD_S
+    _ranks: dict[UUID, int] | None = None
+
+    def key(self, ticket: Ticket) -> tuple[int, int, float]:
+        return (ticket.priority, self.holding_by_user[ticket.user_id], ticket.enqueued_at)
+
+    def enqueue(self, ticket: Ticket) -> None:
+        self.waiting.append(ticket)
+        self._ranks = None
+
+    def withdraw(self, ticket: Ticket) -> None:
+        """A waiting turn gives up (cancelled, or waited too long)."""
+        if ticket in self.waiting:
+            self.waiting.remove(ticket)
+            self._ranks = None
+
+    def hold(self, ticket: Ticket, now: float) -> None:
+        ticket.granted_at = now
+        self.holding[ticket.turn_id] = ticket
+        self.holding_by_user[ticket.user_id] += 1
+        self._ranks = None
+        if not ticket.granted.done():
+            ticket.granted.set_result(None)
+
+    def release(self, ticket: Ticket, now: float) -> None:
+        if self.holding.pop(ticket.turn_id, None) is None:
+            return
+        self.holding_by_user[ticket.user_id] -= 1
+        if self.holding_by_user[ticket.user_id] <= 0:
+            del self.holding_by_user[ticket.user_id]
+        if ticket.granted_at is not None:
+            held = max(0.0, now - ticket.granted_at)
+            self.mean_hold_s += HOLD_SMOOTHING * (held - self.mean_hold_s)
+        self._ranks = None
+
+    def grant(self, slots: int, now: float) -> list[Ticket]:
+        """Give free slots to the waiting turns that come first; returns them."""
+        granted = []
+        while self.waiting and len(self.holding) < slots:
+            best = min(self.waiting, key=self.key)
+            self.waiting.remove(best)
+            self.hold(best, now)
+            granted.append(best)
+        return granted
+
+    def position(self, ticket: Ticket) -> int:
+        """1 for the turn served next; 0 if it is not waiting."""
+        if self._ranks is None:
+            ordered = sorted(self.waiting, key=self.key)
+            self._ranks = {t.turn_id: rank for rank, t in enumerate(ordered, start=1)}
+        return self._ranks.get(ticket.turn_id, 0)
+
+    def estimated_wait_s(self, position: int, slots: int) -> float:
+        """Slots free up at about ``slots / mean_hold_s`` per second; ``position`` of them are needed."""
+        if slots <= 0:
+            return 0.0
+        return round(position * self.mean_hold_s / slots, 1)
+
+    def oldest_wait_s(self, now: float) -> float:
+        return max((now - t.enqueued_at for t in self.waiting), default=0.0)

@@ -1,0 +1,112 @@
+"""Usage per rolling window, and the quotas and concurrency cap of a user's tier.
+
+Usage is read from the messages themselves, so it cannot drift from what was served: a turn counts
+once accepted (a send or a regeneration) unless it failed, and its output tokens (reasoning included)
+count once it finished. Only conversations active within the window are looked at.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.admission.tiers import TierLimits
+from backend.db import models as m
+from backend.errors import QuotaExceeded, RateLimited
+
+ACTIVE_STATUSES = ("queued", "streaming")
+# A concurrency refusal is over when one of the user's turns ends: seconds, not the quota window.
+CONCURRENCY_RETRY_AFTER_S = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    limits: TierLimits
+    messages: int
+    tokens: int
+    concurrent_turns: int
+    # When the oldest usage still counted leaves the window (now, if nothing is counted).
+    resets_at: datetime
+
+    @property
+    def messages_left(self) -> int | None:
+        return None if self.limits.messages is None else max(0, self.limits.messages - self.messages)
+
+    @property
+    def tokens_left(self) -> int | None:
+        return None if self.limits.tokens is None else max(0, self.limits.tokens - self.tokens)
+
+
+async def measure(
+    session: AsyncSession, user_id: UUID, limits: TierLimits, *, now: datetime | None = None
+) -> Usage:
+    now = now or datetime.now(UTC)
+    since = now - timedelta(seconds=limits.window_s)
+    in_window = await session.execute(
+        select(
+            func.count(m.Message.id),
+            func.coalesce(func.sum(m.Message.completion_tokens), 0),
+            func.min(m.Message.created_at),
+        )
+        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+        .where(
+            m.Conversation.user_id == user_id,
+            # A conversation's activity_at is its newest message: older conversations cannot contribute.
+            m.Conversation.activity_at >= since,
+            m.Message.role == "assistant",
+            m.Message.created_at >= since,
+            m.Message.status != "failed",
+        )
+    )
+    messages, tokens, oldest = in_window.one()
+    active = await session.scalar(
+        select(func.count())
+        .select_from(m.Message)
+        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+        .where(and_(m.Conversation.user_id == user_id, m.Message.status.in_(ACTIVE_STATUSES)))
+    )
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)  # SQLite hands aggregates back without the type's zone
+    resets_at = oldest + timedelta(seconds=limits.window_s) if oldest is not None else now
+    return Usage(
+        limits=limits,
+        messages=int(messages or 0),
+        tokens=int(tokens or 0),
+        concurrent_turns=int(active or 0),
+        resets_at=resets_at,
+    )
+
+
+def check_turn_allowed(usage: Usage, *, now: datetime | None = None) -> None:
+    """Raise 429 when one more turn would exceed the tier's quota or its turns-at-once cap."""
+    now = now or datetime.now(UTC)
+    retry_after = max(1, math.ceil((usage.resets_at - now).total_seconds()))
+    if usage.messages_left == 0:
+        raise QuotaExceeded(
+            f"The {usage.limits.tier} tier allows {usage.limits.messages} messages per "
+            f"{_hours(usage.limits.window_s)}.",
+            resets_at=usage.resets_at,
+            retry_after_s=retry_after,
+        )
+    if usage.tokens_left == 0:
+        raise QuotaExceeded(
+            f"The {usage.limits.tier} tier allows {usage.limits.tokens} answer tokens per "
+            f"{_hours(usage.limits.window_s)}.",
+            resets_at=usage.resets_at,
+            retry_after_s=retry_after,
+        )
+    if usage.concurrent_turns >= usage.limits.concurrent_turns:
+        raise RateLimited(
+            f"At most {usage.limits.concurrent_turns} answers can be generated at once; "
+            "wait for one to finish.",
+            retry_after_s=CONCURRENCY_RETRY_AFTER_S,
+        )
+
+
+def _hours(seconds: int) -> str:
+    return f"{seconds / 3600:g} hours" if seconds >= 3600 else f"{seconds} seconds"

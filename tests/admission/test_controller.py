@@ -1,0 +1,204 @@
+"""The admission controller over a constructed fleet: slots, the queue's events, the maximum wait, the
+ladder driven by real queue pressure, overrides, and replicas agreeing through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+import redis.asyncio as aioredis
+
+from backend.admission.board import MemoryBoard, Override, RedisBoard
+from backend.admission.controller import AdmissionController, QueueTimeout
+from backend.admission.tiers import tier_limits
+from backend.errors import Overloaded, SignupsPaused, ValidationFailed
+from backend.settings import AdmissionSettings, ModelSpec, TierSettings
+from tests.services import REDIS_URL, redis_available, require
+
+MODEL = ModelSpec(
+    id="m", display_name="M", workers=["http://w"], thinking="optional", thinking_switch="thinking"
+)
+
+
+@dataclass
+class FakePool:
+    """What admission reads from the worker pool: the healthy capacity per model."""
+
+    capacity_by_model: dict[str, int] = field(default_factory=lambda: {"m": 2})
+
+    def capacity(self, model_id: str) -> int:
+        return self.capacity_by_model.get(model_id, 0)
+
+
+def controller(board=None, **settings) -> AdmissionController:
+    config = {"raise_after_s": 0.0, "lower_after_s": 0.0, "max_queue_wait_s": 5.0, "interval_s": 0.05}
+    config.update(settings)
+    return AdmissionController(
+        pool=FakePool(),  # type: ignore[arg-type]
+        settings=AdmissionSettings(**config),
+        board=board or MemoryBoard(),
+        replica_id=uuid.uuid4(),
+    )
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[int, float]] = []
+
+    async def __call__(self, position: int, wait: float) -> None:
+        self.events.append((position, wait))
+
+
+def slot(admission: AdmissionController, user: uuid.UUID, priority: int = 2, announce=None):
+    return admission.slot(
+        model_id="m", turn_id=uuid.uuid4(), user_id=user, priority=priority, announce=announce or Recorder()
+    )
+
+
+async def hold(
+    admission, user, release: asyncio.Event, started: list, name: str, priority: int = 2, announce=None
+):
+    async with slot(admission, user, priority, announce):
+        started.append(name)
+        await release.wait()
+
+
+async def test_turns_beyond_the_slots_wait_and_are_told_their_place():
+    admission = controller()
+    release, started = asyncio.Event(), []
+    running = [
+        asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"r{i}")) for i in range(2)
+    ]
+    await asyncio.sleep(0.01)
+    assert sorted(started) == ["r0", "r1"]
+    free_recorder, plus_recorder = Recorder(), Recorder()
+    free = asyncio.create_task(
+        hold(admission, uuid.uuid4(), asyncio.Event(), started, "free", 2, free_recorder)
+    )
+    await asyncio.sleep(0.01)
+    plus = asyncio.create_task(
+        hold(admission, uuid.uuid4(), asyncio.Event(), started, "plus", 1, plus_recorder)
+    )
+    await asyncio.sleep(0.2)
+    assert free_recorder.events[0][0] == 1
+    # The plus turn arrived later but goes first; the free turn is told it moved back.
+    assert plus_recorder.events == [(1, plus_recorder.events[0][1])]
+    assert [position for position, _ in free_recorder.events] == [1, 2]
+    assert admission.state().queues["m"].waiting == 2
+    release.set()
+    await asyncio.sleep(0.1)
+    assert started[2:] == ["plus", "free"]
+    for task in (*running, free, plus):
+        task.cancel()
+    await asyncio.gather(*running, free, plus, return_exceptions=True)
+    assert admission.state().queues["m"].holding == 0
+
+
+async def test_a_turn_that_waits_too_long_is_refused_with_retry_after_and_frees_its_place():
+    admission = controller(max_queue_wait_s=0.2, shed_retry_after_s=17)
+    release, started = asyncio.Event(), []
+    running = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(2)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueTimeout) as refused:
+        async with slot(admission, uuid.uuid4()):
+            pytest.fail("should not have started")
+    assert refused.value.retry_after_s == 17
+    assert admission.state().queues["m"].waiting == 0
+    release.set()
+    await asyncio.gather(*running)
+
+
+async def test_a_cancelled_waiting_turn_leaves_the_queue():
+    admission = controller()
+    release, started = asyncio.Event(), []
+    running = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(2)]
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(hold(admission, uuid.uuid4(), asyncio.Event(), started, "w"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert admission.state().queues["m"].waiting == 0
+    release.set()
+    await asyncio.gather(*running)
+    assert "w" not in started
+
+
+async def test_without_healthy_workers_turns_are_not_held_back():
+    admission = controller()
+    admission.pool.capacity_by_model["m"] = 0  # type: ignore[attr-defined]
+    async with slot(admission, uuid.uuid4()):
+        pass  # the runner then reports upstream_unavailable at once
+
+
+async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
+    admission = controller(ladder_thresholds="0.5,1,1.5,2")
+    release, started = asyncio.Event(), []
+    tasks = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(6)]
+    await asyncio.sleep(0.01)  # 2 running, 4 waiting: pressure 2
+    await admission.tick()
+    assert admission.level == 4 and not admission.signups_open
+    free, plus = tier_limits(TierSettings(), "free"), tier_limits(TierSettings(), "plus")
+    with pytest.raises(Overloaded) as shed:
+        admission.plan(free, MODEL, thinking=True, max_tokens=8000)
+    assert shed.value.retry_after_s == 30
+    assert admission.plan(plus, MODEL, thinking=True, max_tokens=8000).changes == {"max_tokens": 2048}
+    with pytest.raises(SignupsPaused):
+        admission.check_signup()
+    release.set()
+    await asyncio.gather(*tasks)
+    for expected in (3, 2, 1, 0):  # one step per quiet period (0 s here)
+        await admission.tick()
+        assert admission.level == expected
+    assert admission.signups_open
+
+
+async def test_an_operator_override_wins_until_it_is_lifted():
+    admission = controller()
+    await admission.set_override(Override(level=2))
+    assert admission.level == 2 and admission.signups_open
+    plan = admission.plan(tier_limits(TierSettings(), "free"), MODEL, thinking=True, max_tokens=8000)
+    assert plan.changes == {"max_tokens": 2048, "thinking": False}
+    await admission.set_override(Override(signups_open=False))
+    assert admission.level == 0 and not admission.signups_open
+    await admission.set_override(Override())
+    assert admission.level == 0 and admission.signups_open
+    with pytest.raises(ValidationFailed):
+        await admission.set_override(Override(level=9))
+
+
+async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet():
+    require("Redis", redis_available())
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    prefix = f"test:{uuid.uuid4().hex}:"
+    try:
+        one = controller(board=RedisBoard(redis, fresh_s=5, prefix=prefix), ladder_thresholds="0.5,1,1.5,2")
+        two = controller(board=RedisBoard(redis, fresh_s=5, prefix=prefix), ladder_thresholds="0.5,1,1.5,2")
+        await one.tick()
+        await two.tick()
+        await one.tick()
+        # Two live replicas split the fleet's 2 slots.
+        assert one.replicas == two.replicas == 2 and one.slots("m") == 1
+        release, started = asyncio.Event(), []
+        tasks = [asyncio.create_task(hold(one, uuid.uuid4(), release, started, str(i))) for i in range(3)]
+        await asyncio.sleep(0.01)  # one runs, two wait on replica one: pressure 2
+        await one.tick()
+        await two.tick()
+        assert one.level == 4 and two.level == 4, "replica two applies the level replica one posted"
+        assert not two.signups_open
+        await two.set_override(Override(level=1, signups_open=True))
+        await one.tick()
+        assert one.level == 1 and one.signups_open
+        await one.set_override(Override())
+        await two.tick()
+        assert two.level == 4
+        release.set()
+        await asyncio.gather(*tasks)
+    finally:
+        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
