@@ -89,7 +89,8 @@ verified (Apple's private relay addresses are kept as given: they forward mail);
 `email` is null. **If a password account already has that email, the answer is `409 conflict` and no
 account is created or linked**: an account is never taken over because an email matches; its owner logs in
 with the password instead. If the account holding the email is another Firebase identity's, the new account
-is created without an email.
+is created without an email. While the overload policy has paused sign-ups, a first sign-in (which would
+create an account) is `503 signups_paused`; existing accounts still sign in.
 
 `404 not_found` when this server has no Firebase project configured (`SURGE_FIREBASE_PROJECT_ID`, or the
 project of `SURGE_FCM_CREDENTIALS_FILE`)."""
@@ -159,7 +160,9 @@ class AuthController(Controller):
         exclude_from_auth=True,
         summary="Sign in with Firebase (Google, Apple, phone)",
         description=FIREBASE_SIGN_IN,
-        responses=error_responses(Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable),
+        responses=error_responses(
+            Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable, SignupsPaused
+        ),
     )
     async def firebase_sign_in(
         self,
@@ -173,7 +176,9 @@ class AuthController(Controller):
             RateLimit("firebase_ip", runtime.settings.firebase.signin_per_ip_per_10min, 600),
             client_ip(request, runtime.trusted_proxies),
         )
-        issued, created = await accounts.sign_in_with_firebase(data.id_token)
+        issued, created = await accounts.sign_in_with_firebase(
+            data.id_token, before_create=runtime.admission.check_signup
+        )
         return to_firebase_session(issued, created)
 
     @post(

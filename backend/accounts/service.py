@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,13 +107,16 @@ class AccountService:
             raise Unauthorized("Wrong email or password.")
         return await self._start_login(user)
 
-    async def sign_in_with_firebase(self, id_token: str) -> tuple[IssuedTokens, bool]:
+    async def sign_in_with_firebase(
+        self, id_token: str, *, before_create: Callable[[], None] = lambda: None
+    ) -> tuple[IssuedTokens, bool]:
         """Log in as the account linked to the token's Firebase uid, creating it on the uid's first sign-in.
 
         Accounts are linked by uid only. A new account takes the token's email when Firebase verified it.
         If a password account has that email, nothing is created (409): its owner logs in with the
         password, and a Firebase identity never takes it over. If another Firebase identity's account has
-        it, the new account goes without the email.
+        it, the new account goes without the email. ``before_create`` may refuse a new account (sign-ups
+        paused) while letting existing ones in.
         """
         if self.firebase is None:
             raise NotFound("Firebase sign-in is not enabled on this server.")
@@ -120,6 +124,7 @@ class AccountService:
         user = await self.users.get_one_or_none(firebase_uid=identity.uid)
         if user is not None:
             return await self._start_login(user), False
+        before_create()
         email = _usable_email(identity)
         holder = await self.users.get_one_or_none(email=email) if email is not None else None
         if holder is not None:

@@ -232,3 +232,16 @@ def test_production_refuses_to_start_when_the_auth_emulator_is_configured(monkey
     assert any("FIREBASE_AUTH_EMULATOR_HOST" in problem for problem in problems)
     with pytest.raises(SystemExit, match="FIREBASE_AUTH_EMULATOR_HOST"):
         create_app(load_settings(production))
+
+
+async def test_while_sign_ups_are_paused_only_existing_firebase_accounts_sign_in(client, fake_google, app):
+    from backend.admission.board import Override
+
+    known = await firebase_sign_in(client, fake_google.id_token("uid-known", email="known@example.com"))
+    assert known.status_code == 200
+    await app.state.runtime.admission.set_override(Override(signups_open=False))
+    again = await firebase_sign_in(client, fake_google.id_token("uid-known", email="known@example.com"))
+    assert again.status_code == 200 and again.json()["created"] is False
+    new = await firebase_sign_in(client, fake_google.id_token("uid-new", email="new@example.com"))
+    assert new.status_code == 503
+    assert error_of(new)["code"] == "signups_paused" and int(new.headers["Retry-After"]) > 0
