@@ -109,6 +109,10 @@ class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
     thinking_switch: str | None = "thinking"
     context_tokens: int = 131_072
     max_output_tokens: int = 32_768
+    # Turns the model's upstream runs at once, for admission. 0: the sum of each healthy worker's
+    # max_running_requests from /server_info. Set it when ``workers`` is one router in front of several
+    # servers: the router's /server_info describes only one of them.
+    max_running: int = 0
 
     @property
     def served_name(self) -> str:
@@ -132,7 +136,7 @@ class InferenceSettings(SettingsGroup, kw_only=True, frozen=True):
         list[ModelSpec],
         doc(
             "JSON list of models: id, display_name, upstream_model, workers, thinking, thinking_switch, "
-            "context_tokens, max_output_tokens"
+            "context_tokens, max_output_tokens, max_running"
         ),
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_MODELS))
     default_model: Annotated[

@@ -195,6 +195,8 @@ async def surge(
                     "id": MODEL,
                     "display_name": "bench",
                     "workers": upstreams,
+                    # Behind sglang-router Surge sees one upstream: tell admission the whole fleet's slots.
+                    "max_running": fleet.workers * fleet.max_running,
                     "context_tokens": CONTEXT_TOKENS,
                     "max_output_tokens": MAX_OUTPUT_TOKENS,
                 }

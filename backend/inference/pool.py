@@ -168,7 +168,11 @@ class WorkerPool:
     def capacity(self, model_id: str) -> int:
         """Turns the model's healthy workers can run at once."""
         now = self.clock()
-        return sum(w.max_running for w in self.workers.get(model_id, []) if w.available(now))
+        healthy = [w for w in self.workers.get(model_id, []) if w.available(now)]
+        spec = self.models.get(model_id)
+        if spec is not None and spec.max_running and healthy:
+            return spec.max_running
+        return sum(w.max_running for w in healthy)
 
     def in_flight(self, model_id: str) -> int:
         """Turns this replica is streaming from the model's workers right now."""

@@ -241,3 +241,22 @@ def test_capacity_counts_available_workers_only():
     pool = pool_of("http://a", "http://b")
     pool.workers["m"][1].healthy = False
     assert pool.capacity("m") == 32
+
+
+def test_capacity_is_the_healthy_workers_slots_unless_the_model_says_otherwise():
+    from backend.inference.pool import WorkerPool
+    from backend.settings import InferenceSettings, ModelSpec
+
+    direct = ModelSpec(id="m", display_name="M", workers=["http://a", "http://b"])
+    pool = WorkerPool.from_settings(InferenceSettings(models=[direct]))
+    a, b = pool.workers["m"]
+    a.max_running, b.max_running = 32, 16
+    assert pool.capacity("m") == 48
+    b.healthy = False
+    assert pool.capacity("m") == 32
+    # One sglang-router in front of four servers: its /server_info describes only one of them.
+    routed = ModelSpec(id="m", display_name="M", workers=["http://router"], max_running=128)
+    pool.reconcile([routed])
+    assert pool.capacity("m") == 128
+    pool.workers["m"][0].healthy = False
+    assert pool.capacity("m") == 0
