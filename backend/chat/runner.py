@@ -18,7 +18,7 @@ from typing import Any, cast
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController, QueueTimeout
@@ -70,7 +70,8 @@ CHECKPOINT = (
     .where(
         _messages.c.id == bindparam("turn_id"),
         _messages.c.lease_owner == bindparam("owner"),
-        _messages.c.status.in_(ACTIVE_STATUSES),
+        # Not ``in_()``: its expanding parameter cannot be used with executemany on PostgreSQL.
+        or_(*(_messages.c.status == status for status in ACTIVE_STATUSES)),
     )
     .values(
         status="streaming",

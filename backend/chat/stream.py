@@ -84,6 +84,8 @@ def sse_response(
         sse_body(event_log, message, after, opening),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
+        # Explicit: a handler's default status (202 for a send) must not leak onto its stream.
+        status_code=200,
     )
 
 

@@ -42,7 +42,7 @@ def parse_sse(text: str) -> tuple[list[Event], int]:
 async def read_stream(client, method: str, url: str, **kwargs: Any) -> list[Event]:
     """The whole stream of a turn, to its terminal event."""
     async with client.stream(method, url, **kwargs) as response:
-        assert response.status_code in (200, 202), await response.aread()
+        assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         body = (await response.aread()).decode()
     events, _ = parse_sse(body)

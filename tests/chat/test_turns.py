@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from tests.chat.helpers import check_log, concatenated, parse_sse, read_stream, read_until, wait_finished
 from tests.conftest import error_of, sign_up
@@ -244,3 +245,47 @@ def test_titles_are_cleaned_up():
     assert clean_title("## **Tides**") == "Tides"
     assert clean_title("   \n  ") is None
     assert len(clean_title("word " * 50) or "") <= 80
+
+
+async def test_partial_text_is_checkpointed_to_the_database_while_streaming(client_with, database_url):
+    """The rows themselves (not the API, which fills in live text) hold the text so far within a second or
+    so: that is what survives this process dying. Two turns at once, so that the checkpoint is one
+    statement executed for many rows (the case PostgreSQL's driver is strict about)."""
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from backend.db import models as m
+    from tests.conftest import sign_up
+
+    async with client_with([{"sim_speedup": 3.0}]) as (client, _):
+        alice = await sign_up(client)
+        answers = []
+        for _ in range(2):
+            conversation = await new_conversation(client, alice)
+            sent = await client.post(
+                f"/v1/conversations/{conversation}/messages",
+                json={"content": "think slowly", "thinking": True},
+                headers=alice.headers,
+            )
+            answers.append(uuid.UUID(sent.json()["assistant_message"]["id"]))
+        engine = create_async_engine(database_url)
+        try:
+            for _ in range(100):
+                async with engine.connect() as connection:
+                    rows = (
+                        await connection.execute(
+                            select(m.Message.status, m.Message.reasoning, m.Message.content).where(
+                                m.Message.id.in_(answers)
+                            )
+                        )
+                    ).all()
+                if all(row.status == "streaming" and (row.reasoning or row.content) for row in rows):
+                    break
+                assert all(row.status in ("queued", "streaming") for row in rows), "finished unseen"
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("no checkpoint reached the database while the answers streamed")
+        finally:
+            await engine.dispose()
+        for answer_id in answers:
+            await client.post(f"/v1/messages/{answer_id}/cancel", headers=alice.headers)
