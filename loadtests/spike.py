@@ -163,6 +163,8 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         "SURGE_HEALTH_INTERVAL_S": "1",
         # A phone may have a turn it walked away from still running when it sends the next one.
         "SURGE_MAX_CONCURRENT_TURNS": "4",
+        # The workload pastes documents of up to 8,000 tokens (~40,000 characters).
+        "SURGE_CONTENT_MAX_CHARS": "100000",
         # Every Locust user comes from 127.0.0.1: per-IP limits would measure the load generator.
         "SURGE_SIGNUP_PER_IP_PER_HOUR": big,
         "SURGE_LOGIN_PER_IP_PER_10MIN": big,
@@ -553,7 +555,7 @@ def main() -> None:
     )
     parser.add_argument("--peak", type=float, default=30.0, help="plateau multiplier")
     parser.add_argument("--fleet-workers", type=int, default=2, help="simulated SGLang workers")
-    parser.add_argument("--max-running", type=int, default=4, help="running requests per worker")
+    parser.add_argument("--max-running", type=int, default=6, help="running requests per worker")
     parser.add_argument("--kv-tokens", type=int, default=100_000, help="KV cache tokens per worker")
     parser.add_argument("--prefill-tokens-per-s", type=float, default=20_000.0)
     parser.add_argument("--speedup", type=float, default=10.0, help="simulator speed-up")
@@ -573,7 +575,7 @@ def main() -> None:
     parser.add_argument("--locust-processes", type=int, default=1)
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database index (flushed)")
     parser.add_argument(
-        "--drain-timeout", type=float, default=120.0, help="most seconds to wait for in-flight turns"
+        "--drain-timeout", type=float, default=180.0, help="most seconds to wait for in-flight turns"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--strict", action="store_true", help="performance checks fail the exit code too")
