@@ -20,7 +20,7 @@ their ids and keys, outcomes, sign-ups, user counts) for ``loadtests/spike.py``'
 
 The load shape is ``SurgeShape``: ``--shape`` (steady, app_store_spike, diurnal, push_storm) over
 ``--shape-duration`` seconds from ``--base-users``, after ``--warmup`` and before ``--cooldown`` seconds
-at the base. The four shapes are also importable as classes from ``loadtests.locust_shapes``.
+at the base. The four shapes are also classes of their own in ``loadtests/locust_shapes.py``.
 
 Interactive (web UI on http://localhost:8089; the shape drives the users):
 
@@ -54,10 +54,11 @@ import uuid
 from typing import Any
 
 import gevent
-from locust import HttpUser, LoadTestShape, constant, events, task
+from locust import HttpUser, constant, events, task
 from locust.runners import WorkerRunner
 from requests import RequestException
 
+from loadtests.locust_shapes import SurgeShape
 from loadtests.locust_support import (
     ABANDONED,
     ERROR,
@@ -65,7 +66,6 @@ from loadtests.locust_support import (
     SHED,
     UNATTENDED,
     Recorder,
-    ShapeSchedule,
     SseEvent,
     SseParser,
     TurnObservation,
@@ -593,27 +593,5 @@ class PaidUser(ChatUser):
     paid = True
 
 
-# --- the load shape ---
-class SurgeShape(LoadTestShape):
-    """WORKLOAD.md's load shapes (``--shape``), in users: ``--base-users`` x the shape's multiplier."""
-
-    schedule: ShapeSchedule | None = None
-
-    def tick(self) -> tuple[int, float] | None:
-        if self.schedule is None:
-            options = self.runner.environment.parsed_options if self.runner else None
-            self.schedule = schedule_from(options)
-        return self.schedule.tick(self.get_run_time())
-
-
-def schedule_from(options: Any) -> ShapeSchedule:
-    if options is None:
-        return ShapeSchedule()
-    return ShapeSchedule(
-        shape=options.shape,
-        base_users=options.base_users,
-        duration_s=options.shape_duration,
-        warmup_s=options.warmup,
-        cooldown_s=options.cooldown,
-        peak=options.peak,
-    )
+# --- the load shape: --shape, found by Locust in this module's namespace ---
+__all__ = ["FreeUser", "PaidUser", "SurgeShape"]
