@@ -466,7 +466,8 @@ def build_result(
     samples = []
     for row in run.samples:
         known = [u for t, u in users if t <= row["t"]]
-        samples.append({**row, "users": known[-1] if known else None})
+        ended = row.get("locust_running") is False
+        samples.append({**row, "users": 0 if ended else (known[-1] if known else None)})
     turns = turns_of(records)
     windows = phase_windows(schedule.phases(), t0)
     end = max([t0 + schedule.total_s] + [s["t"] for s in samples])
@@ -488,9 +489,21 @@ def build_result(
         "samples": samples,
     }
     result["checks"] = checks(phases, audit_result, records, samples)
+    result["surge_errors_logged"] = surge_errors(run.directory / "surge.log")
     if phases["total"]["served"] + phases["total"]["queued_then_served"] + phases["total"]["degraded"] == 0:
         run.problems.append("no turn was served")
     return result
+
+
+def surge_errors(path: Path) -> dict[str, int]:
+    """Error lines Surge logged, by message (diagnostics: a bug the load surfaced shows up here)."""
+    found: Counter[str] = Counter()
+    with contextlib.suppress(OSError), path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith("{") and '"level": "error"' in line:
+                with contextlib.suppress(ValueError):
+                    found[str(json.loads(line).get("msg"))] += 1
+    return dict(found.most_common(10))
 
 
 def log(message: str) -> None:
@@ -540,6 +553,8 @@ async def main_async(args: argparse.Namespace, directory: Path) -> int:
         gates = check["gates"] or args.strict
         print(f"  {mark}  {check['name']}{'' if gates else ' (reported only)'}: {check['detail']}")
         failed_gate |= check["passed"] is False and gates
+    for message, count in result["surge_errors_logged"].items():
+        print(f"  note: Surge logged {count}x error {message!r} (see {directory / 'surge.log'})")
     if run.problems:
         print("\nbroken run:\n  - " + "\n  - ".join(run.problems))
     return 1 if run.problems or failed_gate else 0
@@ -547,7 +562,7 @@ async def main_async(args: argparse.Namespace, directory: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds of the spike shape")
+    parser.add_argument("--duration", type=float, default=150.0, help="seconds of the spike shape")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds at the baseline before the shape")
     parser.add_argument("--cooldown", type=float, default=30.0, help="seconds back at the baseline after it")
     parser.add_argument(

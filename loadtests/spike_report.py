@@ -316,6 +316,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"- answers by status: {audit['answer_status']}",
             f"- unattended answers by status: {audit['unattended_status']}",
         ]
+    errors = result.get("surge_errors_logged") or {}
+    if errors:
+        lines += ["", "Errors Surge logged (see surge.log):"]
+        lines += [f"- {count} x {message}" for message, count in errors.items()]
+    if result.get("problems"):
+        lines += ["", "Broken run:"] + [f"- {problem}" for problem in result["problems"]]
     signups = result.get("signups") or {}
     if signups:
         lines += ["", f"Sign-ups by outcome: {signups}"]
