@@ -8,7 +8,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test test-fast lint format bench-db bench-gateway bench-routing clean
+.PHONY: help run test test-fast lint format bench-db bench-gateway bench-routing spike clean
 
 help:
 	@echo "make run       the service on the embedded default (SQLite), printing its URL"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-db  GET /v1/conversations latency with 1,000 conversations (PostgreSQL)"
 	@echo "make bench-gateway  what Surge adds between a client and an SGLang worker"
 	@echo "make bench-routing  routing policies (and sglang-router) on a simulated fleet"
+	@echo "make spike     Locust's app-store spike on PostgreSQL+Redis, report in spike-report/ (SPIKE_ARGS=...)"
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -56,3 +57,6 @@ bench-gateway: .venv/.synced
 
 bench-routing: .venv/.synced
 	$(UV) run --frozen python -m loadtests.bench_routing $(BENCH_ARGS)
+
+spike: .venv/.synced
+	$(UV) run --frozen python -m loadtests.spike $(SPIKE_ARGS)
