@@ -162,7 +162,10 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         "SURGE_PREFILL_TOKENS_PER_S": str(args.prefill_tokens_per_s * args.speedup),
         "SURGE_HEALTH_INTERVAL_S": "1",
         # A phone may have a turn it walked away from still running when it sends the next one.
-        "SURGE_MAX_CONCURRENT_TURNS": "4",
+        "SURGE_TIER_FREE_CONCURRENT_TURNS": "4",
+        "SURGE_TIER_PLUS_CONCURRENT_TURNS": "4",
+        # The ladder's quiet period, compressed like every other wait of the run.
+        "SURGE_ADMISSION_LOWER_AFTER_S": str(max(2.0, 40.0 / args.time_compression)),
         # The workload pastes documents of up to 8,000 tokens (~40,000 characters).
         "SURGE_CONTENT_MAX_CHARS": "100000",
         # Every Locust user comes from 127.0.0.1: per-IP limits would measure the load generator.
@@ -173,6 +176,8 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         # Quotas are not what this run measures.
         "SURGE_TIER_FREE_MESSAGES": big,
         "SURGE_TIER_PLUS_MESSAGES": big,
+        "SURGE_TIER_FREE_TOKENS": big,
+        "SURGE_TIER_PLUS_TOKENS": big,
         "SURGE_ADMISSION_MAX_QUEUE_WAIT_S": str(args.max_queue_wait_s),
         "SURGE_MODELS": json.dumps(
             [

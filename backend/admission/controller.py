@@ -111,6 +111,9 @@ class AdmissionController:
         capacity = self.pool.capacity(model_id)
         return math.ceil(capacity / max(1, self.replicas)) if capacity else 0
 
+    def reserved(self, slots: int) -> int:
+        return int(slots * self.settings.paid_reserved_share)
+
     def queue(self, model_id: str) -> ModelQueue:
         queue = self.queues.get(model_id)
         if queue is None:
@@ -119,28 +122,43 @@ class AdmissionController:
 
     @asynccontextmanager
     async def slot(
-        self, *, model_id: str, turn_id: UUID, user_id: UUID, priority: int, announce: Announce
+        self,
+        *,
+        model_id: str,
+        turn_id: UUID,
+        user_id: UUID,
+        priority: int,
+        paying: bool,
+        announce: Announce,
     ) -> AsyncIterator[None]:
         """Hold one of the model's slots for the body; wait in the fair queue for it if need be."""
         queue, now = self.queue(model_id), self.clock()
-        ticket = Ticket(turn_id=turn_id, user_id=user_id, priority=priority, enqueued_at=now)
+        ticket = Ticket(turn_id=turn_id, user_id=user_id, priority=priority, enqueued_at=now, paying=paying)
         slots = self.slots(model_id)
-        if slots == 0 or (not queue.waiting and len(queue.holding) < slots):
-            # Room now (or no healthy worker at all, which the turn will report as upstream_unavailable).
+        if slots == 0:
+            # No healthy worker at all: let the turn through to report upstream_unavailable at once.
             queue.hold(ticket, now)
+        else:
+            # In line behind whoever waits already; straight through if it is first and a slot is free.
+            queue.enqueue(ticket)
+            self._grant(queue)
+        if ticket.granted.done():
             metrics.ADMISSION_DECISIONS.labels(model_id, "admitted", "capacity").inc()
             metrics.QUEUE_WAIT.observe(0.0)
         else:
             metrics.ADMISSION_DECISIONS.labels(model_id, "queued", "fleet_busy").inc()
-            queue.enqueue(ticket)
             metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
             await self._wait(queue, ticket, announce)
         try:
             yield
         finally:
             queue.release(ticket, self.clock())
-            queue.grant(self.slots(model_id), self.clock())
+            self._grant(queue)
             metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
+
+    def _grant(self, queue: ModelQueue) -> None:
+        slots = self.slots(queue.model_id)
+        queue.grant(slots, self.clock(), self.reserved(slots))
 
     async def _wait(self, queue: ModelQueue, ticket: Ticket, announce: Announce) -> None:
         deadline = ticket.enqueued_at + self.settings.max_queue_wait_s
@@ -162,7 +180,7 @@ class AdmissionController:
             if ticket.granted.done():
                 # Granted in the same instant it gave up: hand the slot on.
                 queue.release(ticket, self.clock())
-                queue.grant(self.slots(queue.model_id), self.clock())
+                self._grant(queue)
             else:
                 queue.withdraw(ticket)
             metrics.QUEUE_LENGTH.labels(queue.model_id).set(len(queue.waiting))
@@ -226,7 +244,7 @@ class AdmissionController:
         metrics.DEGRADE_LEVEL.set(self.level)
         for model_id, queue in self.queues.items():
             # Capacity may have grown (a worker joined or recovered): let waiting turns in.
-            queue.grant(self.slots(model_id), now)
+            self._grant(queue)
             metrics.QUEUE_LENGTH.labels(model_id).set(len(queue.waiting))
 
     def state(self) -> AdmissionState:

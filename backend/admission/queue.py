@@ -25,6 +25,8 @@ class Ticket:
     user_id: UUID
     priority: int
     enqueued_at: float
+    # A paying tier's turn may take the slots kept back for paying users.
+    paying: bool = False
     granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     granted_at: float | None = None
 
@@ -71,11 +73,18 @@ class ModelQueue:
             self.mean_hold_s += HOLD_SMOOTHING * (held - self.mean_hold_s)
         self._ranks = None
 
-    def grant(self, slots: int, now: float) -> list[Ticket]:
-        """Give free slots to the waiting turns that come first; returns them."""
+    def has_room(self, ticket: Ticket, slots: int, reserved: int) -> bool:
+        """A slot is free for this turn: any slot for paying users, all but the reserved ones for free."""
+        return len(self.holding) < (slots if ticket.paying else slots - reserved)
+
+    def grant(self, slots: int, now: float, reserved: int = 0) -> list[Ticket]:
+        """Give free slots to the waiting turns that come first; returns them. Paying tiers sort first, so
+        when the first in line is a free turn that may not take a reserved slot, nobody behind it may."""
         granted = []
-        while self.waiting and len(self.holding) < slots:
+        while self.waiting:
             best = min(self.waiting, key=self.key)
+            if not self.has_room(best, slots, reserved):
+                break
             self.waiting.remove(best)
             self.hold(best, now)
             granted.append(best)

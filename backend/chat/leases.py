@@ -184,6 +184,7 @@ class LeaseKeeper:
         if not streamed and model is not None and message.attempts < self.chat.upstream_attempts:
             logger.info("re-running a turn whose replica went away", extra={"turn": str(turn_id)})
             metrics.TURNS_RECOVERED.labels("rerun").inc()
+            limits = tier_limits(self.settings.tiers, owner.tier if owner else "free")
             self.runner.start(
                 Turn(
                     message_id=message.id,
@@ -195,7 +196,8 @@ class LeaseKeeper:
                     max_tokens=message.max_tokens or model.max_output_tokens,
                     accepted_at=message.created_at,
                     attempts=message.attempts,
-                    priority=tier_limits(self.settings.tiers, owner.tier if owner else "free").priority,
+                    priority=limits.priority,
+                    paying=limits.paying,
                 )
             )
             return True

@@ -55,6 +55,7 @@ class Turn:
     attempts: int = 0
     # Place in the admission queue: the user's tier's priority (lower is served first).
     priority: int = 0
+    paying: bool = False
 
     def template_kwargs(self) -> dict[str, Any]:
         if self.model.thinking == "optional" and self.model.thinking_switch:
@@ -274,6 +275,7 @@ class TurnRunner:
             turn_id=turn.message_id,
             user_id=turn.user_id,
             priority=turn.priority,
+            paying=turn.paying,
             announce=announce,
         )
 

@@ -295,6 +295,7 @@ class TurnService:
                 max_tokens=plan.max_tokens,
                 accepted_at=answer.created_at,
                 priority=limits.priority,
+                paying=limits.paying,
             )
         )
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)

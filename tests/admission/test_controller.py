@@ -34,7 +34,13 @@ class FakePool:
 
 
 def controller(board=None, **settings) -> AdmissionController:
-    config = {"raise_after_s": 0.0, "lower_after_s": 0.0, "max_queue_wait_s": 5.0, "interval_s": 0.05}
+    config = {
+        "raise_after_s": 0.0,
+        "lower_after_s": 0.0,
+        "max_queue_wait_s": 5.0,
+        "interval_s": 0.05,
+        "paid_reserved_share": 0.0,
+    }
     config.update(settings)
     return AdmissionController(
         pool=FakePool(),  # type: ignore[arg-type]
@@ -54,7 +60,12 @@ class Recorder:
 
 def slot(admission: AdmissionController, user: uuid.UUID, priority: int = 2, announce=None):
     return admission.slot(
-        model_id="m", turn_id=uuid.uuid4(), user_id=user, priority=priority, announce=announce or Recorder()
+        model_id="m",
+        turn_id=uuid.uuid4(),
+        user_id=user,
+        priority=priority,
+        paying=priority < 2,
+        announce=announce or Recorder(),
     )
 
 
@@ -202,3 +213,19 @@ async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+async def test_slots_kept_for_paying_users_let_their_turns_start_at_once():
+    admission = controller(paid_reserved_share=0.25)
+    admission.pool.capacity_by_model["m"] = 4  # type: ignore[attr-defined]
+    release, started = asyncio.Event(), []
+    free = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"f{i}")) for i in range(4)]
+    await asyncio.sleep(0.01)
+    assert sorted(started) == ["f0", "f1", "f2"], "free turns leave the reserved slot alone"
+    assert admission.state().queues["m"].waiting == 1
+    paid = asyncio.create_task(hold(admission, uuid.uuid4(), release, started, "plus", 1))
+    await asyncio.sleep(0.01)
+    assert started[-1] == "plus", "a paying turn takes the reserved slot without waiting"
+    release.set()
+    await asyncio.gather(*free, paid)
+    assert sorted(started) == ["f0", "f1", "f2", "f3", "plus"]
