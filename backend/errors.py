@@ -42,6 +42,9 @@ from backend.observability.request_id import request_id_of
 
 logger = logging.getLogger("surge.errors")
 
+# Litestar raises a 500 with this detail when the client goes away mid-body.
+CLIENT_DISCONNECTED = "client disconnected prematurely"
+
 
 class ApiError(Exception):
     """A failure the client is told about, with a stable machine-readable ``code``."""
@@ -240,6 +243,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     elif 400 <= exc.status_code < 500:
         # Other client errors Litestar raises (malformed JSON, bad Content-Length) are validation errors.
         error = ValidationFailed(exc.detail or None)
+    elif exc.detail == CLIENT_DISCONNECTED:
+        # The client hung up while sending its body (a phone losing signal): nobody will read an answer,
+        # and it is not a server error.
+        logger.info("client disconnected before sending the whole body")
+        error = ValidationFailed("The request body was cut off.")
     else:
         logger.error("unhandled server error", exc_info=exc)
         error = ApiError()

@@ -253,7 +253,7 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
             "Share of each model's slots kept for paying tiers: free turns queue rather than take them, so "
             "a paying user's turn finds a slot at once"
         ),
-    ] = 0.2
+    ] = 0.25
     messages_per_user_per_min: Annotated[int, doc("Turns one user may start per minute (else 429)")] = 20
     messages_per_ip_per_min: Annotated[
         int, doc("Turns one client IP may start per minute (generous: carriers put many phones on one IP)")

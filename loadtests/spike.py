@@ -575,7 +575,7 @@ def main() -> None:
     )
     parser.add_argument("--peak", type=float, default=30.0, help="plateau multiplier")
     parser.add_argument("--fleet-workers", type=int, default=2, help="simulated SGLang workers")
-    parser.add_argument("--max-running", type=int, default=6, help="running requests per worker")
+    parser.add_argument("--max-running", type=int, default=16, help="running requests per worker")
     parser.add_argument("--kv-tokens", type=int, default=100_000, help="KV cache tokens per worker")
     parser.add_argument("--prefill-tokens-per-s", type=float, default=20_000.0)
     parser.add_argument("--speedup", type=float, default=10.0, help="simulator speed-up")

@@ -65,6 +65,7 @@ class AdmissionController:
         self.level = 0
         self.override = Override()
         self._task: asyncio.Task[None] | None = None
+        self._last_tick = clock()
 
     # --- the overload state every replica applies ---
     @property
@@ -82,6 +83,7 @@ class AdmissionController:
         """Admit (with the level's changes) or shed a new turn of ``limits.tier``."""
         if self.level >= SHED_FREE and limits.tier == "free":
             metrics.ADMISSION_DECISIONS.labels(model.id, "shed", f"overload_level_{self.level}").inc()
+            self.queue(model.id).shed_since_tick += 1
             raise Overloaded(
                 "Demand is very high right now; free accounts can send again shortly.",
                 retry_after_s=self.settings.shed_retry_after_s,
@@ -188,6 +190,7 @@ class AdmissionController:
             metrics.QUEUE_WAIT.observe(waited)
             if isinstance(exc, QueueTimeout):
                 metrics.ADMISSION_DECISIONS.labels(queue.model_id, "shed", "max_wait").inc()
+                queue.shed_since_tick += 1
             raise
         metrics.QUEUE_WAIT.observe(self.clock() - ticket.enqueued_at)
         metrics.ADMISSION_DECISIONS.labels(queue.model_id, "admitted", "dequeued").inc()
@@ -211,16 +214,23 @@ class AdmissionController:
                 logger.exception("admission tick failed; retrying next interval")
 
     def pressure(self) -> float:
-        """The longest queue, as a multiple of its model's slots."""
+        """The most demand waiting for a model (queued, or held off by shedding), over its slots.
+
+        Counting shed turns keeps the ladder from flapping: shedding empties the queue, and a level that
+        looked only at the queue would fall at once and let the same crowd back in."""
         worst = 0.0
         for model_id, queue in self.queues.items():
-            slots = self.slots(model_id)
-            if queue.waiting:
-                worst = max(worst, len(queue.waiting) / max(1, slots))
+            demand = queue.demand()
+            if demand > 0:
+                worst = max(worst, demand / max(1, self.slots(model_id)))
         return worst
 
     async def tick(self) -> None:
         now = self.clock()
+        # A tick run on demand (an override) must not turn one refusal into a huge rate.
+        elapsed, self._last_tick = max(now - self._last_tick, self.settings.interval_s), now
+        for queue in self.queues.values():
+            queue.measure_shedding(elapsed)
         own = self.ladder.update(self.pressure(), now)
         view: BoardView | None = None
         try:
@@ -264,6 +274,7 @@ class AdmissionController:
                     slots=self.slots(model_id),
                     oldest_wait_s=round(queue.oldest_wait_s(now), 1),
                     mean_hold_s=round(queue.mean_hold_s, 1),
+                    shed_per_s=round(queue.shed_per_s, 2),
                 )
                 for model_id, queue in self.queues.items()
             },

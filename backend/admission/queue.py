@@ -15,6 +15,8 @@ from uuid import UUID
 # What a turn holds a slot for, before any has finished here to say: a reasoning answer's order.
 DEFAULT_HOLD_S = 30.0
 HOLD_SMOOTHING = 0.1
+# Per measurement (about a second): the shed rate follows a change within ten seconds or so.
+SHED_SMOOTHING = 0.2
 
 
 @dataclass(eq=False)
@@ -39,6 +41,10 @@ class ModelQueue:
     holding_by_user: Counter[UUID] = field(default_factory=Counter)
     # Mean time a turn holds its slot (smoothed), for the wait estimates the queue announces.
     mean_hold_s: float = DEFAULT_HOLD_S
+    # Turns refused by the overload policy since the last measurement, and their smoothed rate per
+    # second: demand the queue no longer shows, but which would be back the moment the level fell.
+    shed_since_tick: int = 0
+    shed_per_s: float = 0.0
     _ranks: dict[UUID, int] | None = None
 
     def key(self, ticket: Ticket) -> tuple[int, int, float]:
@@ -102,6 +108,17 @@ class ModelQueue:
         if slots <= 0:
             return 0.0
         return round(position * self.mean_hold_s / slots, 1)
+
+    def measure_shedding(self, elapsed_s: float) -> None:
+        if elapsed_s > 0:
+            rate = self.shed_since_tick / elapsed_s
+            self.shed_per_s += SHED_SMOOTHING * (rate - self.shed_per_s)
+        self.shed_since_tick = 0
+
+    def demand(self) -> float:
+        """Turns wanting a slot beyond those holding one: the queue, plus what shedding holds off (each shed
+        turn would have held a slot for about the mean hold time)."""
+        return len(self.waiting) + self.shed_per_s * self.mean_hold_s
 
     def oldest_wait_s(self, now: float) -> float:
         return max((now - t.enqueued_at for t in self.waiting), default=0.0)

@@ -43,6 +43,8 @@ class QueueView(msgspec.Struct):
     slots: int
     oldest_wait_s: float
     mean_hold_s: float
+    # Turns refused by the overload policy per second (smoothed): demand the queue does not show.
+    shed_per_s: float
 
 
 class AdmissionState(msgspec.Struct):

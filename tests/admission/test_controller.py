@@ -33,7 +33,7 @@ class FakePool:
         return self.capacity_by_model.get(model_id, 0)
 
 
-def controller(board=None, **settings) -> AdmissionController:
+def controller(board=None, clock=None, **settings) -> AdmissionController:
     config = {
         "raise_after_s": 0.0,
         "lower_after_s": 0.0,
@@ -47,7 +47,16 @@ def controller(board=None, **settings) -> AdmissionController:
         settings=AdmissionSettings(**config),
         board=board or MemoryBoard(),
         replica_id=uuid.uuid4(),
+        **({"clock": clock} if clock else {}),
     )
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Recorder:
@@ -146,7 +155,8 @@ async def test_without_healthy_workers_turns_are_not_held_back():
 
 
 async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
-    admission = controller(ladder_thresholds="0.5,1,1.5,2")
+    clock = ManualClock()
+    admission = controller(clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=1.0)
     release, started = asyncio.Event(), []
     tasks = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(6)]
     await asyncio.sleep(0.01)  # 2 running, 4 waiting: pressure 2
@@ -161,10 +171,14 @@ async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
         admission.check_signup()
     release.set()
     await asyncio.gather(*tasks)
-    for expected in (3, 2, 1, 0):  # one step per quiet period (0 s here)
+    levels = []
+    for _ in range(40):  # the shed turn's demand fades, then one step per quiet second
+        clock.now += 1.0
         await admission.tick()
-        assert admission.level == expected
-    assert admission.signups_open
+        levels.append(admission.level)
+    assert levels[-1] == 0 and admission.signups_open
+    steps = [level for i, level in enumerate(levels) if i == 0 or level != levels[i - 1]]
+    assert steps == [4, 3, 2, 1, 0], levels
 
 
 async def test_an_operator_override_wins_until_it_is_lifted():
@@ -229,3 +243,24 @@ async def test_slots_kept_for_paying_users_let_their_turns_start_at_once():
     release.set()
     await asyncio.gather(*free, paid)
     assert sorted(started) == ["f0", "f1", "f2", "f3", "plus"]
+
+
+async def test_shedding_does_not_make_the_level_flap():
+    """At level 4 free turns are refused, so the queue empties: the level must stay while the crowd is
+    still knocking, and fall only once it has gone."""
+    clock = ManualClock()
+    admission = controller(clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=5.0)
+    admission.ladder.level = admission.level = 4
+    free = tier_limits(TierSettings(), "free")
+    for _ in range(30):  # 30 s of 10 refused turns a second, nothing queued
+        clock.now += 1.0
+        for _ in range(10):
+            with pytest.raises(Overloaded):
+                admission.plan(free, MODEL, thinking=True, max_tokens=8000)
+        await admission.tick()
+        assert admission.level == 4, f"fell to {admission.level} at {clock.now} s with the crowd still there"
+    assert admission.state().queues["m"].shed_per_s > 5
+    for _ in range(60):  # the crowd has gone
+        clock.now += 1.0
+        await admission.tick()
+    assert admission.level == 0

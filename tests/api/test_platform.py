@@ -160,3 +160,27 @@ async def test_logs_never_contain_passwords_tokens_or_message_text(client, caplo
     assert logged, "expected request logs"
     for secret in (password, session["access_token"], session["refresh_token"], secret_title, "diagnosis"):
         assert secret not in logged
+
+
+async def test_a_client_hanging_up_mid_body_is_not_a_server_error(client, alice, caplog):
+    """A phone losing signal while it uploads: logged quietly, never as an unhandled server error."""
+    import asyncio
+    import logging
+
+    caplog.set_level(logging.INFO, logger="surge.errors")
+    reader, writer = await asyncio.open_connection(client.base_url.host, client.base_url.port)
+    writer.write(
+        b"POST /v1/conversations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {alice.access_token}\r\n".encode()
+        + b'Content-Length: 1000\r\n\r\n{"title": "cut o'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.3)
+    assert (await client.get("/healthz")).status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
+        r.getMessage() for r in caplog.records
+    ]
+    assert any("disconnected" in r.getMessage() for r in caplog.records)
