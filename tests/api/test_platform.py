@@ -168,7 +168,7 @@ async def test_a_client_hanging_up_mid_body_is_not_a_server_error(client, alice,
     import logging
 
     caplog.set_level(logging.INFO, logger="surge.errors")
-    reader, writer = await asyncio.open_connection(client.base_url.host, client.base_url.port)
+    _reader, writer = await asyncio.open_connection(client.base_url.host, client.base_url.port)
     writer.write(
         b"POST /v1/conversations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         + f"Authorization: Bearer {alice.access_token}\r\n".encode()
