@@ -275,7 +275,8 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
         int, doc("Answer budget (max_tokens) of degraded turns: free from level 1, plus from level 4")
     ] = 2048
     shed_retry_after_s: Annotated[
-        float, doc("Retry-After given to turns and sign-ups refused while overloaded, seconds")
+        float,
+        doc("Retry-After given to turns and sign-ups refused while overloaded, seconds (give or take 20%)"),
     ] = 30.0
     interval_s: Annotated[float, doc("How often queue pressure is measured and the degrade level set")] = 1.0
 

@@ -166,6 +166,9 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         "SURGE_TIER_PLUS_CONCURRENT_TURNS": "4",
         # The ladder's quiet period, compressed like every other wait of the run.
         "SURGE_ADMISSION_LOWER_AFTER_S": str(max(2.0, 40.0 / args.time_compression)),
+        "SURGE_ADMISSION_RAISE_AFTER_S": str(max(0.5, 2.0 / args.time_compression)),
+        # Refused clients come back when told to: that wait is compressed too.
+        "SURGE_ADMISSION_SHED_RETRY_AFTER_S": str(max(1.0, 30.0 / args.time_compression)),
         # The workload pastes documents of up to 8,000 tokens (~40,000 characters).
         "SURGE_CONTENT_MAX_CHARS": "100000",
         # Every Locust user comes from 127.0.0.1: per-IP limits would measure the load generator.

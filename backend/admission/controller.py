@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +32,8 @@ from backend.observability import metrics
 from backend.settings import AdmissionSettings, ModelSpec
 
 logger = logging.getLogger("surge.admission")
+
+RETRY_JITTER = 0.2
 
 # Announces a waiting turn's place: (position, estimated wait in seconds).
 Announce = Callable[[int, float], Awaitable[None]]
@@ -74,10 +77,16 @@ class AdmissionController:
             return self.override.signups_open
         return self.level < SIGNUPS_PAUSED
 
+    def retry_after_s(self) -> int:
+        """When a refused client should come back: the setting, give or take a fifth, so that a crowd
+        refused in the same second does not return in the same second."""
+        base = self.settings.shed_retry_after_s
+        return max(1, round(base * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)))
+
     def check_signup(self) -> None:
         if not self.signups_open:
             metrics.ADMISSION_DECISIONS.labels("", "rejected", "signups_paused").inc()
-            raise SignupsPaused(retry_after_s=self.settings.shed_retry_after_s)
+            raise SignupsPaused(retry_after_s=self.retry_after_s())
 
     def plan(self, limits: TierLimits, model: ModelSpec, *, thinking: bool, max_tokens: int) -> TurnPlan:
         """Admit (with the level's changes) or shed a new turn of ``limits.tier``."""
@@ -86,7 +95,7 @@ class AdmissionController:
             self.queue(model.id).shed_since_tick += 1
             raise Overloaded(
                 "Demand is very high right now; free accounts can send again shortly.",
-                retry_after_s=self.settings.shed_retry_after_s,
+                retry_after_s=self.retry_after_s(),
             )
         plan = degrade(
             self.level,
@@ -173,7 +182,7 @@ class AdmissionController:
                     await announce(position, queue.estimated_wait_s(position, self.slots(queue.model_id)))
                 remaining = deadline - self.clock()
                 if remaining <= 0:
-                    raise QueueTimeout(self.settings.shed_retry_after_s)
+                    raise QueueTimeout(self.retry_after_s())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         asyncio.shield(ticket.granted), min(remaining, self.settings.interval_s)

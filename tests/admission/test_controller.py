@@ -125,7 +125,7 @@ async def test_a_turn_that_waits_too_long_is_refused_with_retry_after_and_frees_
     with pytest.raises(QueueTimeout) as refused:
         async with slot(admission, uuid.uuid4()):
             pytest.fail("should not have started")
-    assert refused.value.retry_after_s == 17
+    assert 17 * 0.8 <= refused.value.retry_after_s <= 17 * 1.2
     assert admission.state().queues["m"].waiting == 0
     release.set()
     await asyncio.gather(*running)
@@ -165,7 +165,7 @@ async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
     free, plus = tier_limits(TierSettings(), "free"), tier_limits(TierSettings(), "plus")
     with pytest.raises(Overloaded) as shed:
         admission.plan(free, MODEL, thinking=True, max_tokens=8000)
-    assert shed.value.retry_after_s == 30
+    assert 24 <= shed.value.retry_after_s <= 36, "30 s give or take a fifth"
     assert admission.plan(plus, MODEL, thinking=True, max_tokens=8000).changes == {"max_tokens": 2048}
     with pytest.raises(SignupsPaused):
         admission.check_signup()
