@@ -89,8 +89,11 @@ class AdmissionController:
             raise SignupsPaused(retry_after_s=self.retry_after_s())
 
     def plan(self, limits: TierLimits, model: ModelSpec, *, thinking: bool, max_tokens: int) -> TurnPlan:
-        """Admit (with the level's changes) or shed a new turn of ``limits.tier``."""
-        if self.level >= SHED_FREE and limits.tier == "free":
+        """Admit (with the level's changes) or shed a new turn of ``limits.tier``.
+
+        Shedding refuses only the free turns that would have to wait: while a slot is free for them they
+        still run, so the fleet stays busy and the level can see when the crowd thins out."""
+        if self.level >= SHED_FREE and limits.tier == "free" and not self.room_for_free(model.id):
             metrics.ADMISSION_DECISIONS.labels(model.id, "shed", f"overload_level_{self.level}").inc()
             self.queue(model.id).shed_since_tick += 1
             raise Overloaded(
@@ -121,6 +124,10 @@ class AdmissionController:
     def slots(self, model_id: str) -> int:
         capacity = self.pool.capacity(model_id)
         return math.ceil(capacity / max(1, self.replicas)) if capacity else 0
+
+    def room_for_free(self, model_id: str) -> bool:
+        queue, slots = self.queue(model_id), self.slots(model_id)
+        return not queue.waiting and len(queue.holding) < slots - self.reserved(slots)
 
     def reserved(self, slots: int) -> int:
         return int(slots * self.settings.paid_reserved_share)

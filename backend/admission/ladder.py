@@ -14,7 +14,7 @@ NORMAL = 0
 SHORTER_ANSWERS = 1  # free users' answers get a smaller max_tokens
 THINKING_OFF = 2  # free users' turns lose reasoning (where the model makes it optional)
 SIGNUPS_PAUSED = 3  # new accounts wait
-SHED_FREE = 4  # free users' new turns are refused with Retry-After; plus answers get shorter too
+SHED_FREE = 4  # free users' turns that would wait are refused with Retry-After; plus answers get shorter
 MAX_LEVEL = SHED_FREE
 # How far below a level's threshold pressure must fall before the level may drop.
 LOWER_BAND = 0.5

@@ -44,8 +44,8 @@ async def my_usage(current_user: CurrentUser, db_session: DbSession, runtime: Ru
     guards=[admin_only],
     summary="Force a degrade level or open/close sign-ups by hand (null: automatic) (admin only)",
     description="Applies to every replica sharing Redis. Levels: 0 normal, 1 shorter answers for free "
-    "users, 2 thinking off for free users, 3 sign-ups paused, 4 free turns refused (and shorter answers "
-    "for plus). Returns the admission state after the change.",
+    "users, 2 thinking off for free users, 3 sign-ups paused, 4 free turns that would have to wait "
+    "refused (and shorter answers for plus). Returns the admission state after the change.",
     responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
 )
 async def set_overload(data: JSONBody[OverloadOverride], runtime: RuntimeDep) -> AdmissionState:

@@ -110,5 +110,5 @@ QUEUE_WAIT = Histogram(
 DEGRADE_LEVEL = Gauge(
     "surge_degrade_level",
     "The overload policy's level: 0 normal, 1 shorter answers, 2 thinking off (free), 3 sign-ups paused, "
-    "4 free tier shed",
+    "4 free turns that would wait shed",
 )

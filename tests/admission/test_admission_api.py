@@ -183,12 +183,15 @@ async def test_each_degrade_level_and_its_recovery(client_with, database_url):
         )
         assert paused.status_code == 503 and assert_retry_after(paused)["code"] == "signups_paused"
 
-        # Level 4: free turns are refused before anything is stored; plus turns still run.
+        # Level 4: free turns that would have to wait are refused (see the single-slot test below); with
+        # room on the fleet they still run, degraded; plus answers get shorter too.
         await overload(level=4)
-        shed = await turn(free)
-        assert shed.status_code == 503 and assert_retry_after(shed)["code"] == "overloaded"
+        stream = await events(free)
+        assert stream[-1].name == "done"
+        assert next(e for e in stream if e.name == "degraded").data["changes"]["thinking"] is False
         stream = await events(plus)
         assert stream[-1].name == "done"
+        assert next(e for e in stream if e.name == "degraded").data["changes"] == {"max_tokens": 2048}
 
         # Back to automatic: everything as normal again.
         state = await overload(level=None)
@@ -307,3 +310,13 @@ async def test_a_turn_that_waits_past_the_maximum_fails_overloaded_and_keeps_the
             'surge_admission_decisions_total{decision="shed",model="deepseek-v3.1",reason="max_wait"}'
             in metrics
         )
+        # At level 4 a free turn that would have to wait is refused at once, before anything is stored.
+        await client.put("/v1/admin/overload", json={"level": 4}, headers=admin.headers)
+        shed = await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": "again?", "parent_id": answer["id"]},
+            headers=second.headers,
+        )
+        assert shed.status_code == 503 and assert_retry_after(shed)["code"] == "overloaded"
+        tree = (await client.get(f"/v1/conversations/{conversation}/messages", headers=second.headers)).json()
+        assert len(tree["data"]) == 2

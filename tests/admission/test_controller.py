@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from backend.admission.board import MemoryBoard, Override, RedisBoard
 from backend.admission.controller import AdmissionController, QueueTimeout
+from backend.admission.queue import Ticket
 from backend.admission.tiers import tier_limits
 from backend.errors import Overloaded, SignupsPaused, ValidationFailed
 from backend.settings import AdmissionSettings, ModelSpec, TierSettings
@@ -251,6 +252,8 @@ async def test_shedding_does_not_make_the_level_flap():
     clock = ManualClock()
     admission = controller(clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=5.0)
     admission.ladder.level = admission.level = 4
+    for _ in range(2):  # the fleet's two slots are taken: free turns would have to wait
+        admission.queue("m").hold(Ticket(uuid.uuid4(), uuid.uuid4(), 2, 0.0), 0.0)
     free = tier_limits(TierSettings(), "free")
     for _ in range(30):  # 30 s of 10 refused turns a second, nothing queued
         clock.now += 1.0
@@ -260,6 +263,10 @@ async def test_shedding_does_not_make_the_level_flap():
         await admission.tick()
         assert admission.level == 4, f"fell to {admission.level} at {clock.now} s with the crowd still there"
     assert admission.state().queues["m"].shed_per_s > 5
+    for ticket in list(admission.queue("m").holding.values()):
+        admission.queue("m").release(ticket, clock.now)
+    plan = admission.plan(free, MODEL, thinking=True, max_tokens=8000)
+    assert plan.changes, "with a slot free, a free turn runs even at level 4, degraded"
     for _ in range(60):  # the crowd has gone
         clock.now += 1.0
         await admission.tick()
