@@ -166,13 +166,15 @@ class WorkerPool:
 
     # --- what admission needs ---
     def capacity(self, model_id: str) -> int:
-        """Turns the model's healthy workers can run at once."""
+        """Turns the model's healthy workers can run at once (for admission)."""
         now = self.clock()
         healthy = [w for w in self.workers.get(model_id, []) if w.available(now)]
         spec = self.models.get(model_id)
         if spec is not None and spec.max_running and healthy:
             return spec.max_running
-        return sum(w.max_running for w in healthy)
+        # A worker that queues requests while running fewer than max_running has run out of KV memory
+        # first: what it runs now is all it can take, and more would only wait in its FCFS queue.
+        return sum(int(w.running_capacity(now)) for w in healthy)
 
     def in_flight(self, model_id: str) -> int:
         """Turns this replica is streaming from the model's workers right now."""

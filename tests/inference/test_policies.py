@@ -252,6 +252,9 @@ def test_capacity_is_the_healthy_workers_slots_unless_the_model_says_otherwise()
     a, b = pool.workers["m"]
     a.max_running, b.max_running = 32, 16
     assert pool.capacity("m") == 48
+    # b reports a queue while running only 10: its KV memory is full, 10 is what it takes.
+    b.reported_at, b.reported_load, b.reported_waiting = pool.clock(), 14, 4
+    assert pool.capacity("m") == 42
     b.healthy = False
     assert pool.capacity("m") == 32
     # One sglang-router in front of four servers: its /server_info describes only one of them.
