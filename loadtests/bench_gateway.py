@@ -108,7 +108,8 @@ async def surge_turn(
     thinking: bool = False,
     stop_after_first_token: bool = False,
 ) -> tuple[float, int]:
-    """Seconds to the first token through Surge, and the tokens relayed (streamed events counted)."""
+    """Seconds to the first token through Surge, and the tokens relayed: the answer's completion tokens
+    from its ``done`` event (a streamed event carries as many tokens as the worker sent in one chunk)."""
     token = backend.tokens[index % len(backend.tokens)]
     conversation = backend.conversations[index % len(backend.conversations)]
     headers = {"Authorization": f"Bearer {token}"}
@@ -123,14 +124,15 @@ async def surge_turn(
         async for line in response.aiter_lines():
             if line.startswith("event:"):
                 event = line[7:].strip()
-                if event in ("reasoning", "content"):
-                    tokens += 1
-                    if first is None:
-                        first = time.perf_counter() - started
-                        if stop_after_first_token:
-                            break
+                if event in ("reasoning", "content") and first is None:
+                    first = time.perf_counter() - started
+                    if stop_after_first_token:
+                        break
             elif line.startswith("data:") and event == "turn":
                 answer = json.loads(line[5:])["assistant_message"]["id"]
+            elif line.startswith("data:") and event == "done":
+                usage = json.loads(line[5:])["message"].get("usage") or {}
+                tokens = int(usage.get("completion_tokens") or 0)
     if stop_after_first_token and answer:
         # Only the first token was wanted: stop the answer rather than load the worker with it.
         await http.post(f"{backend.url}/v1/messages/{answer}/cancel", headers=headers)
