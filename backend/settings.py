@@ -250,8 +250,8 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
     paid_reserved_share: Annotated[
         float,
         doc(
-            "Share of each model's slots kept for paying tiers: free turns queue rather than take them, so "
-            "a paying user's turn finds a slot at once"
+            "Share of each model's slots kept for paying tiers while overloaded (level 1+): free turns queue "
+            "rather than take them, so a paying user's turn finds a slot at once"
         ),
     ] = 0.25
     messages_per_user_per_min: Annotated[int, doc("Turns one user may start per minute (else 429)")] = 20

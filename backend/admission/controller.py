@@ -130,6 +130,10 @@ class AdmissionController:
         return not queue.waiting and len(queue.holding) < slots - self.reserved(slots)
 
     def reserved(self, slots: int) -> int:
+        """Slots free turns may not take. Only under overload (level 1 and up): in normal times paying
+        users are not waiting for anything, and an idle reserve would make free users queue for nothing."""
+        if self.level == 0:
+            return 0
         return int(slots * self.settings.paid_reserved_share)
 
     def queue(self, model_id: str) -> ModelQueue:

@@ -233,6 +233,7 @@ async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet
 async def test_slots_kept_for_paying_users_let_their_turns_start_at_once():
     admission = controller(paid_reserved_share=0.25)
     admission.pool.capacity_by_model["m"] = 4  # type: ignore[attr-defined]
+    admission.level = 1  # the reserve holds under overload only
     release, started = asyncio.Event(), []
     free = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"f{i}")) for i in range(4)]
     await asyncio.sleep(0.01)
@@ -244,6 +245,8 @@ async def test_slots_kept_for_paying_users_let_their_turns_start_at_once():
     release.set()
     await asyncio.gather(*free, paid)
     assert sorted(started) == ["f0", "f1", "f2", "f3", "plus"]
+    admission.level = 0
+    assert admission.reserved(4) == 0, "in normal times free turns may use every slot"
 
 
 async def test_shedding_does_not_make_the_level_flap():
