@@ -91,8 +91,10 @@ def build_runtime(settings: Settings) -> Runtime:
     event_log: EventLog
     control: ControlChannel
     if redis is not None:
-        event_log = RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s)
-        control = RedisControlChannel(redis)
+        event_log = RedisEventLog(
+            redis, ttl_s=settings.chat.event_log_ttl_s, prefix=settings.redis.key_prefix
+        )
+        control = RedisControlChannel(redis, channel=f"{settings.redis.key_prefix}:control:cancel")
     else:
         event_log = MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s)
         control = LocalControlChannel()
@@ -105,9 +107,13 @@ def build_runtime(settings: Settings) -> Runtime:
     rate_limiter: RateLimiter
     board: OverloadBoard
     if redis is not None:
-        rate_limiter = RedisRateLimiter(redis)
+        rate_limiter = RedisRateLimiter(redis, prefix=f"{settings.redis.key_prefix}:rl:")
         # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
-        board = RedisBoard(redis, fresh_s=max(5.0, 5 * settings.admission.interval_s))
+        board = RedisBoard(
+            redis,
+            fresh_s=max(5.0, 5 * settings.admission.interval_s),
+            prefix=f"{settings.redis.key_prefix}:overload:",
+        )
     else:
         rate_limiter, board = MemoryRateLimiter(), MemoryBoard()
     admission = AdmissionController(

@@ -69,6 +69,10 @@ class RedisSettings(SettingsGroup, kw_only=True, frozen=True):
     url: Annotated[
         str | None, doc("Redis URL; required for more than one backend process. Unset: in-memory")
     ] = None
+    key_prefix: Annotated[
+        str,
+        doc("Prefix of every key Surge keeps in Redis, so that several deployments can share one Redis"),
+    ] = "surge"
 
 
 class AuthSettings(SettingsGroup, kw_only=True, frozen=True):

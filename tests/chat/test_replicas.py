@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,9 @@ def replica_env(database_url: str, workers: list[str], **extra: str) -> dict[str
         **os.environ,
         "SURGE_DATABASE_URL": database_url,
         "SURGE_REDIS_URL": REDIS_URL,
+        # Rate limits and the overload board live in Redis: a test of its own must not share them with
+        # earlier runs (30 sign-ups per IP per hour) or with tests running beside it.
+        "SURGE_REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
         "SURGE_MODELS": models_json(workers),
         "SURGE_DATABASE_AUTO_MIGRATE": "false",
         "SURGE_ARGON2_TIME_COST": "1",
