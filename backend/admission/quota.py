@@ -19,7 +19,6 @@ from backend.admission.tiers import TierLimits
 from backend.db import models as m
 from backend.errors import QuotaExceeded, RateLimited
 
-ACTIVE_STATUSES = ("queued", "streaming")
 # A concurrency refusal is over when one of the user's turns ends: seconds, not the quota window.
 CONCURRENCY_RETRY_AFTER_S = 5
 
@@ -68,7 +67,7 @@ async def measure(
         select(func.count())
         .select_from(m.Message)
         .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-        .where(and_(m.Conversation.user_id == user_id, m.Message.status.in_(ACTIVE_STATUSES)))
+        .where(and_(m.Conversation.user_id == user_id, m.Message.status.in_(m.ACTIVE_STATUSES)))
     )
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)  # SQLite hands aggregates back without the type's zone

@@ -35,7 +35,7 @@ from backend.settings import ChatSettings, ModelSpec
 
 logger = logging.getLogger("surge.chat")
 
-ACTIVE_STATUSES = ("queued", "streaming")
+ACTIVE_STATUSES = m.ACTIVE_STATUSES
 # Room left in the context beyond the prompt and the answer budget (template tokens, estimate error).
 CONTEXT_MARGIN_TOKENS = 512
 

@@ -76,6 +76,10 @@ class Conversation(Base):
     activity_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# A turn's answer is being generated while its message has one of these statuses.
+ACTIVE_STATUSES = ("queued", "streaming")
+
+
 class Message(Base):
     __tablename__ = "message"
     __table_args__ = (
