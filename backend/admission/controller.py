@@ -29,6 +29,7 @@ from backend.admission.tiers import TierLimits
 from backend.errors import Overloaded, SignupsPaused, ValidationFailed
 from backend.inference.pool import WorkerPool
 from backend.observability import metrics
+from backend.periodic import Periodic
 from backend.settings import AdmissionSettings, ModelSpec
 
 logger = logging.getLogger("surge.admission")
@@ -67,7 +68,13 @@ class AdmissionController:
         self.replicas = 1
         self.level = 0
         self.override = Override()
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic(
+            "surge-admission",
+            settings.interval_s,
+            self.tick,
+            logger=logger,
+            failure="admission tick failed; retrying next interval",
+        )
         self._last_tick = clock()
 
     # --- the overload state every replica applies ---
@@ -127,7 +134,7 @@ class AdmissionController:
 
     def room_for_free(self, model_id: str) -> bool:
         queue, slots = self.queue(model_id), self.slots(model_id)
-        return not queue.waiting and len(queue.holding) < slots - self.reserved(slots)
+        return not queue.waiting and queue.has_room(paying=False, slots=slots, reserved=self.reserved(slots))
 
     def reserved(self, slots: int) -> int:
         """Slots free turns may not take. Only under overload (level 1 and up): in normal times paying
@@ -217,21 +224,10 @@ class AdmissionController:
 
     # --- the periodic measurement ---
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="surge-admission")
+        self._ticker.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval_s)
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("admission tick failed; retrying next interval")
+        await self._ticker.stop()
 
     def pressure(self) -> float:
         """The most demand waiting for a model (queued, or held off by shedding), over its slots.

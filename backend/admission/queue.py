@@ -79,9 +79,9 @@ class ModelQueue:
             self.mean_hold_s += HOLD_SMOOTHING * (held - self.mean_hold_s)
         self._ranks = None
 
-    def has_room(self, ticket: Ticket, slots: int, reserved: int) -> bool:
-        """A slot is free for this turn: any slot for paying users, all but the reserved ones for free."""
-        return len(self.holding) < (slots if ticket.paying else slots - reserved)
+    def has_room(self, *, paying: bool, slots: int, reserved: int) -> bool:
+        """A slot is free for a turn: any slot for paying users, all but the reserved ones for free."""
+        return len(self.holding) < (slots if paying else slots - reserved)
 
     def grant(self, slots: int, now: float, reserved: int = 0) -> list[Ticket]:
         """Give free slots to the waiting turns that come first; returns them. Paying tiers sort first, so
@@ -89,7 +89,7 @@ class ModelQueue:
         granted = []
         while self.waiting:
             best = min(self.waiting, key=self.key)
-            if not self.has_room(best, slots, reserved):
+            if not self.has_room(paying=best.paying, slots=slots, reserved=reserved):
                 break
             self.waiting.remove(best)
             self.hold(best, now)

@@ -31,6 +31,7 @@ from backend.inference.client import ChatRequest, Delta, Finish, SGLangClient, U
 from backend.inference.policies import Outcome, PreviousTurn, RouteRequest
 from backend.inference.pool import Dispatch, WorkerPool
 from backend.observability import metrics
+from backend.periodic import Periodic
 from backend.settings import ChatSettings, ModelSpec
 
 logger = logging.getLogger("surge.chat")
@@ -161,7 +162,7 @@ class TurnRunner:
         settings: ChatSettings,
         replica_id: UUID,
         shutdown_grace_s: float,
-        admission: AdmissionController | None = None,
+        admission: AdmissionController,
     ) -> None:
         self.sessions = sessions
         self.event_log = event_log
@@ -170,14 +171,19 @@ class TurnRunner:
         self.settings = settings
         self.replica_id = replica_id
         self.shutdown_grace_s = shutdown_grace_s
-        # Without a controller (unit tests of the runner alone) every turn goes upstream at once.
         self.admission = admission
         self.running: dict[UUID, Generation] = {}
         # Extra work done when a turn is stored, inside its transaction (the push outbox hooks in here).
         self.finishers: list[Finisher] = []
         # Work started after a turn completed, outside any transaction (conversation titles).
         self.on_complete: list[Callable[[Turn], None]] = []
-        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpointer = Periodic(
+            "surge-checkpoints",
+            settings.checkpoint_interval_s,
+            self.checkpoint,
+            logger=logger,
+            failure="checkpointing streaming turns failed; retrying next interval",
+        )
 
     # --- lifecycle ---
     def start(self, turn: Turn) -> None:
@@ -204,7 +210,7 @@ class TurnRunner:
         return generation.text() if generation else None
 
     async def start_checkpoints(self) -> None:
-        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="surge-checkpoints")
+        self._checkpointer.start()
 
     async def shutdown(self) -> None:
         """Let running turns finish for a grace period; the rest are left to a surviving replica."""
@@ -215,10 +221,7 @@ class TurnRunner:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+        await self._checkpointer.stop()
 
     # --- one turn ---
     async def _run(self, generation: Generation) -> None:
@@ -262,8 +265,6 @@ class TurnRunner:
     def _slot(self, turn: Turn) -> contextlib.AbstractAsyncContextManager[None]:
         """A place in the fleet's capacity, waited for in the fair queue (``queued`` events tell the
         client where it stands)."""
-        if self.admission is None:
-            return contextlib.nullcontext()
 
         async def announce(position: int, estimated_wait_s: float) -> None:
             await self.event_log.append(
@@ -521,14 +522,6 @@ class TurnRunner:
             return stored
 
     # --- checkpoints ---
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.checkpoint_interval_s)
-            try:
-                await self.checkpoint()
-            except Exception:
-                logger.exception("checkpointing streaming turns failed; retrying next interval")
-
     async def checkpoint(self) -> None:
         """Save every streaming turn's text so far: one statement, executed for all of them at once."""
         dirty = [g for g in self.running.values() if g.dirty]

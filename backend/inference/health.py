@@ -17,6 +17,7 @@ from backend.inference.client import SGLangClient
 from backend.inference.pool import WorkerPool
 from backend.inference.worker import Worker
 from backend.observability import metrics
+from backend.periodic import Periodic
 from backend.settings import InferenceSettings, ModelSpec
 
 logger = logging.getLogger("surge.routing")
@@ -58,29 +59,27 @@ class HealthMonitor:
         self._server_info_at: dict[str, float] = {}
         self._scrapes: dict[str, tuple[float, dict[str, float]]] = {}
         self._models_file_mtime: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic(
+            "surge-fleet-health",
+            settings.health_interval_s,
+            self._round,
+            logger=logger,
+            failure="fleet health round failed",
+        )
 
     async def start(self) -> None:
         # One round before serving, so that routing and /readyz start from what the workers say.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.health_timeout_s + 1):
                 await self.check_all()
-        self._task = asyncio.create_task(self._loop(), name="surge-fleet-health")
+        self._rounds.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._rounds.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.health_interval_s)
-            try:
-                self.reload_models_file()
-                await self.check_all()
-            except Exception:
-                logger.exception("fleet health round failed")
+    async def _round(self) -> None:
+        self.reload_models_file()
+        await self.check_all()
 
     async def check_all(self) -> None:
         await asyncio.gather(
