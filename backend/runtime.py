@@ -9,13 +9,15 @@ from uuid import UUID
 
 import httpx
 import redis.asyncio as aioredis
+from litestar.connection import ASGIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.passwords import Passwords
 from backend.accounts.tokens import AccessTokens
+from backend.admission.client_ip import client_ip
 from backend.admission.controller import AdmissionController
-from backend.admission.ratelimit import RateLimiter
+from backend.admission.ratelimit import RateLimiter, enforce_turn_rate
 from backend.admission.schemas import AdmissionState
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog
@@ -62,6 +64,12 @@ class Runtime:
     def admission_state(self) -> AdmissionState:
         """Degrade level and queues for /v1/admin/fleet."""
         return self.admission.state()
+
+    async def limit_turn_rate(self, user_id: UUID, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+        """The message routes' per-user and per-IP limits (HTTP and WebSocket alike)."""
+        await enforce_turn_rate(
+            self.rate_limiter, self.settings.admission, user_id, client_ip(connection, self.trusted_proxies)
+        )
 
     def turn_service(self, session: AsyncSession) -> TurnService:
         return TurnService(

@@ -12,8 +12,6 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from backend.accounts.auth import BEARER
-from backend.admission.client_ip import client_ip
-from backend.admission.ratelimit import enforce_turn_rate
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
 from backend.chat.service import AcceptedTurn, TurnService
 from backend.chat.stream import parse_after, sse_response
@@ -109,12 +107,7 @@ async def send_message(
     runtime: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[TurnCreated] | Stream:
-    await enforce_turn_rate(
-        runtime.rate_limiter,
-        runtime.settings.admission,
-        current_user.id,
-        client_ip(request, runtime.trusted_proxies),
-    )
+    await runtime.limit_turn_rate(current_user.id, request)
     accepted = await turns.send(current_user, conversation_id, data, idempotency_key)
     return answer(runtime, accepted, data.stream)
 
@@ -140,12 +133,7 @@ class TurnController(Controller):
         runtime: RuntimeDep,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TurnCreated] | Stream:
-        await enforce_turn_rate(
-            runtime.rate_limiter,
-            runtime.settings.admission,
-            current_user.id,
-            client_ip(request, runtime.trusted_proxies),
-        )
+        await runtime.limit_turn_rate(current_user.id, request)
         accepted = await turns.regenerate(current_user, message_id, data, idempotency_key)
         return answer(runtime, accepted, data.stream)
 

@@ -13,8 +13,6 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.accounts.auth import authenticate_token
-from backend.admission.client_ip import client_ip
-from backend.admission.ratelimit import enforce_turn_rate
 from backend.chat.events import WsFrame, ws_frame
 from backend.chat.schemas import Content, ModelId
 from backend.chat.stream import turn_events
@@ -124,12 +122,7 @@ class Session:
                 self.expires_at = verified[1]  # a fresh token extends the socket's life
         elif isinstance(frame, SendFrame):
             user = await self.user()
-            await enforce_turn_rate(
-                self.runtime.rate_limiter,
-                self.runtime.settings.admission,
-                user.id,
-                client_ip(self.socket, self.runtime.trusted_proxies),
-            )
+            await self.runtime.limit_turn_rate(user.id, self.socket)
             async with self.runtime.sessions() as session:
                 accepted = await self.runtime.turn_service(session).send(
                     user, frame.conversation_id, frame, frame.idempotency_key
