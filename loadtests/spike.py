@@ -45,13 +45,15 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import redis
 
 from backend.db.migrate import upgrade
 from loadtests.locust_support import ShapeSchedule, load_records
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess
-from loadtests.spike_audit import audit, in_flight
+from loadtests.spike_audit import answer_times, audit, in_flight
 from loadtests.spike_report import (
+    attach_answer_times,
     charts,
     checks,
     markdown,
@@ -248,6 +250,48 @@ async def create_accounts(run: Run, paid: int) -> list[dict[str, str]]:
 
 
 # --- sampling ---
+class CpuMeter:
+    """CPU used by each part of the run, in cores, since the previous reading: everything shares this
+    machine's cores, so a slow turn is often a starved process rather than a full queue."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.processes: dict[int, psutil.Process] = {}
+
+    def _group(self, process: psutil.Process) -> str | None:
+        run = self.run
+        try:
+            name = process.name()
+            lineage = {process.pid, *(parent.pid for parent in process.parents())}
+        except psutil.Error:
+            return None
+        if run.surge is not None and run.surge.pid in lineage:
+            return "surge"
+        if run.locust is not None and run.locust.pid in lineage:
+            return "locust"
+        if any(sim.pid in lineage for sim in run.sims):
+            return "sims"
+        if process.pid == os.getpid():
+            return "orchestrator"
+        if name.startswith("postgres"):
+            return "postgres"
+        if name.startswith("redis"):
+            return "redis"
+        return None
+
+    def read(self) -> dict[str, float]:
+        used: Counter[str] = Counter()
+        for process in psutil.process_iter():
+            group = self._group(process)
+            if group is None:
+                continue
+            known = self.processes.setdefault(process.pid, process)
+            with contextlib.suppress(psutil.Error):
+                used[group] += known.cpu_percent() / 100  # the first reading of a process is 0.0
+        used["machine"] = psutil.cpu_percent() / 100 * (psutil.cpu_count() or 1)
+        return {group: round(cores, 3) for group, cores in used.items()}
+
+
 METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
@@ -332,11 +376,13 @@ async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[st
 
 
 async def sampler(run: Run, stop: asyncio.Event) -> None:
+    meter = CpuMeter(run)
     async with httpx.AsyncClient(timeout=5) as http:
         token = await admin_token(http, run)
         while not stop.is_set():
             started = time.monotonic()
             row, token = await sample(http, run, token)
+            row["cpu"] = await asyncio.to_thread(meter.read)
             if run.locust is not None:
                 row["locust_running"] = run.locust.poll() is None
             run.samples.append(row)
@@ -457,6 +503,7 @@ async def execute(run: Run) -> dict[str, Any]:
     records = list(load_records(records_dir))
     log(f"{left} turns still in flight after the drain; auditing the database")
     audit_result = await audit(run.database_url, records)
+    attach_answer_times(turns_of(records), await answer_times(run.database_url))
     return build_result(run, schedule, records, audit_result.to_dict(), started_wall)
 
 
@@ -490,6 +537,7 @@ def build_result(
         "parameters": {k: v for k, v in vars(args).items() if k not in ("report_dir",)},
         "phases": phases,
         "phase_windows": [(name, lo - t0, hi - t0) for name, lo, hi in windows],
+        "t0": t0,
         "audit": audit_result,
         "signups": dict(signups),
         "problems": run.problems,

@@ -115,22 +115,17 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
     try:
         async with session_factory(engine)() as session:
             user_ids = set(await session.scalars(select(m.Message.id).where(m.Message.role == "user")))
-            answers = dict(
-                (
-                    await session.execute(
-                        select(m.Message.id, m.Message.status).where(m.Message.role == "assistant")
-                    )
-                )
-                .tuples()
-                .all()
+            rows = await session.execute(
+                select(m.Message.id, m.Message.status).where(m.Message.role == "assistant")
             )
+            answers = dict(rows.all())
             duplicates = await session.execute(
                 select(m.Message.conversation_id, m.Message.parent_id, func.count())
                 .where(m.Message.role == "user")
                 .group_by(m.Message.conversation_id, m.Message.parent_id, m.Message.content)
                 .having(func.count() > 1)
             )
-            for conversation_id, parent_id, count in duplicates.tuples():
+            for conversation_id, parent_id, count in duplicates:
                 result.duplicate_user_messages.append(
                     {
                         "conversation_id": str(conversation_id),
@@ -156,3 +151,27 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
     result.non_terminal_answers = sorted(str(i) for i, status in answers.items() if status not in TERMINAL)
     result.unattended_status = dict(Counter(answers.get(i, "missing") for i in unattended))
     return result
+
+
+async def answer_times(database_url: str) -> dict[str, dict[str, float]]:
+    """When each answer was accepted, put on a worker and given its first token (epoch seconds), by
+    assistant message id: the server's side of a turn's time to first token."""
+    engine = create_engine(load_settings({}), url=database_url)
+    try:
+        async with session_factory(engine)() as session:
+            rows = await session.execute(
+                select(
+                    m.Message.id, m.Message.created_at, m.Message.started_at, m.Message.first_token_at
+                ).where(m.Message.role == "assistant", m.Message.first_token_at.is_not(None))
+            )
+            return {
+                str(message_id): {
+                    "accepted": created.timestamp(),
+                    "started": (started or created).timestamp(),
+                    "first_token": first.timestamp(),
+                }
+                for message_id, created, started, first in rows
+                if first is not None
+            }
+    finally:
+        await engine.dispose()

@@ -48,6 +48,35 @@ def ttft_values(turns: Iterable[dict[str, Any]], tier: str) -> list[float]:
     ]
 
 
+STAGES = ("accept", "queue", "worker", "deliver")
+SLOWEST = 5  # the slowest turns of each phase and tier are listed with their stages
+
+
+def stage_times(turn: dict[str, Any]) -> dict[str, float] | None:
+    """Where a turn's time to first token went, in seconds: ``accept`` (the send until the answer row
+    existed: HTTP, auth, limits, quota, database), ``queue`` (until it was put on a worker: Surge's fair
+    queue and prompt rendering), ``worker`` (until the worker's first token: SGLang's own queue and the
+    prefill), ``deliver`` (until the phone read it: event log, SSE, the client). None without the
+    server's times (``answer`` from the database) or a first token."""
+    server, ttft = turn.get("answer"), turn.get("ttft")
+    if not server or ttft is None:
+        return None
+    return {
+        "accept": server["accepted"] - turn["t"],
+        "queue": server["started"] - server["accepted"],
+        "worker": server["first_token"] - server["started"],
+        "deliver": turn["t"] + ttft - server["first_token"],
+    }
+
+
+def attach_answer_times(turns: Iterable[dict[str, Any]], times: dict[str, dict[str, float]]) -> None:
+    """Give each turn record the server's times of its answer (``answer``), when known."""
+    for turn in turns:
+        answer = times.get(str(turn.get("assistant_message_id")))
+        if answer is not None:
+            turn["answer"] = answer
+
+
 def summarise(
     turns: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], start: float, end: float
 ) -> dict[str, Any]:
@@ -65,6 +94,21 @@ def summarise(
         result[f"ttft_{tier}_n"] = len(values)
         result[f"ttft_{tier}_p50_s"] = percentile(values, 0.5)
         result[f"ttft_{tier}_p99_s"] = percentile(values, 0.99)
+        timed = [
+            (r, stages)
+            for r in sent
+            if r.get("tier") == tier
+            and r.get("background", "none") == "none"
+            and (stages := stage_times(r)) is not None
+        ]
+        result[f"stages_{tier}"] = {
+            stage: [percentile([s[stage] for _, s in timed], q) for q in (0.5, 0.99)] for stage in STAGES
+        } | {"n": len(timed)}
+        slowest = sorted(timed, key=lambda pair: pair[0]["ttft"], reverse=True)[:SLOWEST]
+        result[f"slowest_{tier}"] = [
+            {"t": r["t"], "ttft": r["ttft"], "outcome": r["outcome"], "thinking": r.get("thinking")} | s
+            for r, s in slowest
+        ]
     inside = [s for s in samples if start <= s["t"] < end]
     levels = [s["degrade_level"] for s in inside if s.get("degrade_level") is not None]
     result["degrade_max"] = max(levels) if levels else None
@@ -72,6 +116,11 @@ def summarise(
     busy = [s["busy"] for s in inside if s.get("busy") is not None]
     result["busy_mean"] = sum(busy) / len(busy) if busy else None
     result["hit_rate"] = hit_rate(samples, start, end)
+    cpu = [s["cpu"] for s in inside if s.get("cpu")]
+    result["cpu_cores"] = {
+        group: sum(reading.get(group, 0.0) for reading in cpu) / len(cpu)
+        for group in sorted({group for reading in cpu for group in reading})
+    }
     users = [s["users"] for s in inside if s.get("users") is not None]
     result["users_max"] = max(users) if users else None
     return result
@@ -276,6 +325,49 @@ def table(phases: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stage_table(phases: dict[str, dict[str, Any]]) -> str:
+    """Per phase and tier, where the time to first token went (p50/p99 of each stage, seconds)."""
+    lines = [
+        "| phase | tier | n | " + " | ".join(f"{stage} p50/p99" for stage in STAGES) + " |",
+        "|" + "---|" * (3 + len(STAGES)),
+    ]
+    for phase, figures in phases.items():
+        for tier in (PAID, FREE):
+            split = figures.get(f"stages_{tier}")
+            if not split or not split["n"]:
+                continue
+            cells = [f"{_fmt(split[stage][0])}/{_fmt(split[stage][1])}" for stage in STAGES]
+            lines.append(f"| {phase} | {tier} | {split['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(phases: dict[str, dict[str, Any]]) -> str:
+    """Mean CPU cores used per phase by each part of the run."""
+    groups = sorted({group for figures in phases.values() for group in figures.get("cpu_cores", {})})
+    if not groups:
+        return "(not sampled)"
+    lines = ["| phase | " + " | ".join(groups) + " |", "|" + "---|" * (1 + len(groups))]
+    for phase, figures in phases.items():
+        cores = figures.get("cpu_cores", {})
+        lines.append(f"| {phase} | " + " | ".join(_fmt(cores.get(group)) for group in groups) + " |")
+    return "\n".join(lines)
+
+
+def slowest_table(phases: dict[str, dict[str, Any]], phase: str, tier: str, t0: float) -> str:
+    """The slowest turns of one phase and tier, with where their time to first token went."""
+    rows = phases.get(phase, {}).get(f"slowest_{tier}") or []
+    lines = [
+        "| sent at (s) | TTFT | " + " | ".join(STAGES) + " | outcome | thinking |",
+        "|" + "---|" * (4 + len(STAGES)),
+    ]
+    for row in rows:
+        stages = " | ".join(_fmt(row[stage]) for stage in STAGES)
+        lines.append(
+            f"| {row['t'] - t0:.1f} | {_fmt(row['ttft'])} | {stages} | {row['outcome']} | {row['thinking']} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Spike (WORKLOAD.md benchmark 3)",
@@ -293,6 +385,23 @@ def markdown(result: dict[str, Any]) -> str:
         "errors (anything else); unattended (phone put away for good: the server finished alone; the",
         "audit says how those ended).",
         "Each attempt counts: a message shed twice and then served is two shed and one served.",
+        "",
+        "## Where the time to first token went (seconds, p50/p99 of each stage)",
+        "",
+        stage_table(result["phases"]),
+        "",
+        "accept: the send until the answer's row existed (HTTP, auth, limits, quota, database); queue:",
+        "until Surge put it on a worker (fair queue, prompt); worker: until the worker's first token",
+        "(SGLang's queue, prefill); deliver: until the client read it (event log, SSE, the client —",
+        "Locust shares this machine's cores). Percentiles of each stage are taken separately.",
+        "",
+        f"The slowest {PAID} turns of the plateau:",
+        "",
+        slowest_table(result["phases"], "plateau", PAID, result.get("t0", 0.0)),
+        "",
+        "## CPU (mean cores in use per phase; `machine` is all of it)",
+        "",
+        cpu_table(result["phases"]),
         "",
         "## Checks",
         "",

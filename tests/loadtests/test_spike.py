@@ -30,8 +30,20 @@ from loadtests.locust_support import (
     classify,
     load_records,
 )
-from loadtests.spike_audit import audit
-from loadtests.spike_report import charts, checks, percentile, summarise, table, timeseries
+from loadtests.spike_audit import answer_times, audit
+from loadtests.spike_report import (
+    attach_answer_times,
+    charts,
+    checks,
+    cpu_table,
+    percentile,
+    slowest_table,
+    stage_table,
+    stage_times,
+    summarise,
+    table,
+    timeseries,
+)
 from tests.services import execute_admin, postgres_available, require, sqlalchemy_url, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,6 +273,38 @@ def test_checks_fail_on_slow_paid_turns_a_stuck_level_and_a_500():
     assert any("no degrade level" in c["detail"] for c in no_level)
 
 
+def test_a_turns_time_to_first_token_is_split_into_stages():
+    turn = {"t": 100.0, "ttft": 1.0, "tier": "plus", "outcome": SERVED, "assistant_message_id": "a1"}
+    assert stage_times(turn) is None  # without the server's times
+    attach_answer_times([turn], {"a1": {"accepted": 100.1, "started": 100.5, "first_token": 100.75}})
+    stages = stage_times(turn)
+    assert stages == pytest.approx({"accept": 0.1, "queue": 0.4, "worker": 0.25, "deliver": 0.25})
+    assert sum(stages.values()) == pytest.approx(turn["ttft"])
+
+
+def test_stage_percentiles_the_slowest_turns_and_cpu_per_phase():
+    turns = [
+        {"t": 10.0 + i, "ttft": 0.1 * (i + 1), "tier": "plus", "outcome": SERVED, "thinking": False,
+         "answer": {"accepted": 10.0 + i + 0.01, "started": 10.0 + i + 0.02,
+                    "first_token": 10.0 + i + 0.1 * (i + 1) - 0.01}}
+        for i in range(10)
+    ]  # fmt: skip
+    turns.append({"t": 12.0, "ttft": 9.0, "tier": "plus", "outcome": SERVED, "background": "resumed"})
+    samples = [{"t": 10.0 + i, "cpu": {"surge": 0.5, "machine": 1.0 + i / 10}} for i in range(4)]
+    phases = {"plateau": summarise(turns, samples, 10.0, 20.0)}
+    split = phases["plateau"]["stages_plus"]
+    assert split["n"] == 10  # the backgrounded turn has no first token of the phone's own to split
+    assert split["accept"][0] == pytest.approx(0.01) and split["deliver"][1] == pytest.approx(0.01)
+    assert split["worker"][1] == pytest.approx(0.97)
+    slowest = phases["plateau"]["slowest_plus"]
+    assert [row["ttft"] for row in slowest] == pytest.approx([1.0, 0.9, 0.8, 0.7, 0.6])
+    assert phases["plateau"]["cpu_cores"] == pytest.approx({"machine": 1.15, "surge": 0.5})
+    assert "| plateau | plus | 10 |" in stage_table(phases)
+    assert "| 9.0 | 1.00 |" in slowest_table(phases, "plateau", "plus", t0=10.0)
+    assert "| plateau | 1.15 | 0.50 |" in cpu_table(phases)
+    assert cpu_table({"plateau": summarise(turns, [], 10.0, 20.0)}) == "(not sampled)"
+
+
 def test_timeseries_and_charts(tmp_path):
     records, samples = synthetic()
     rows = timeseries(records, samples, 1000.0)
@@ -311,6 +355,9 @@ async def build_conversation(url: str) -> dict:
                     conversation_id=conversation.id, parent_id=question.id, role="assistant", content="",
                     status=status, created_at=now + timedelta(seconds=index, milliseconds=1),
                 )  # fmt: skip
+                if status == "complete":
+                    answer.started_at = answer.created_at + timedelta(milliseconds=200)
+                    answer.first_token_at = answer.created_at + timedelta(milliseconds=500)
                 session.add(answer)
                 await session.flush()
                 ids[index] = (str(question.id), str(answer.id))
@@ -361,6 +408,13 @@ async def check_audit(url: str) -> None:
     assert result.duplicated == 2
     assert result.unattended_status == {"failed": 1}
     assert result.to_dict()["ok"] is False
+
+    # The server's times of the one answer that got a first token.
+    times = await answer_times(url)
+    assert list(times) == [built["ids"][0][1]]
+    answer = times[built["ids"][0][1]]
+    assert answer["started"] - answer["accepted"] == pytest.approx(0.2)
+    assert answer["first_token"] - answer["started"] == pytest.approx(0.3)
 
 
 def test_audit_on_sqlite(tmp_path):
