@@ -2,7 +2,8 @@
 
 Pressure is the queue's length as a multiple of the fleet's capacity. Level ``n`` begins at the n-th
 threshold. The level rises once pressure has called for more for ``raise_after_s``; it falls one step
-at a time, once pressure has stayed below half of the current level's threshold for ``lower_after_s``.
+at a time, once pressure has stayed below half of the current level's threshold for ``lower_after_s``
+(at the shedding level: below half of the first threshold, see :meth:`DegradeLadder.lower_below`).
 What each level does to a turn is :func:`degrade`.
 """
 
@@ -42,7 +43,7 @@ class DegradeLadder:
                 self.level, self._rising_since = target, None
             return self.level
         self._rising_since = None
-        if self.level > NORMAL and pressure < self.thresholds[self.level - 1] * LOWER_BAND:
+        if self.level > NORMAL and pressure < self.lower_below():
             if self._falling_since is None:
                 self._falling_since = now
             if now - self._falling_since >= self.lower_after_s:
@@ -52,6 +53,19 @@ class DegradeLadder:
         else:
             self._falling_since = None
         return self.level
+
+    def lower_below(self) -> float:
+        """Pressure under which the level may step down: half of its own threshold, except at the
+        shedding level, which holds until next to nothing is refused (half of the first threshold).
+
+        While free turns are shed, pressure sees the refused crowd only as the rate at which it comes
+        back, times the hold time of answers that the ladder itself has shortened: the same crowd looks
+        far smaller than it is. Stepping down on that let all of it in at once (the spike went 4 -> 2
+        in mid-plateau, the queue from 0 to 90 turns and every process to 100% CPU, and paying users'
+        first tokens from 0.05 s to 3 s) — only to climb back a few seconds later."""
+        if self.level >= SHED_FREE:
+            return self.thresholds[0] * LOWER_BAND
+        return self.thresholds[self.level - 1] * LOWER_BAND
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,15 +86,20 @@ def test_the_level_falls_one_step_at_a_time_after_a_quiet_period_and_does_not_fl
     # Just under the level-4 threshold is not quiet enough: the band is half of it.
     assert steps.update(1.5, now=3.0) == SHED_FREE
     assert steps.update(1.5, now=30.0) == SHED_FREE
-    assert steps.update(0.0, now=31.0) == SHED_FREE
-    assert steps.update(0.0, now=41.0) == SIGNUPS_PAUSED
-    assert steps.update(0.0, now=45.0) == SIGNUPS_PAUSED
-    assert steps.update(0.0, now=51.0) == THINKING_OFF
+    # Nor is the shedding level's own band (1.0): it holds until next to nothing is refused, half of the
+    # first threshold (0.125).
+    assert steps.update(0.4, now=31.0) == SHED_FREE
+    assert steps.update(0.4, now=50.0) == SHED_FREE
+    assert steps.update(0.1, now=51.0) == SHED_FREE
+    assert steps.update(0.1, now=61.0) == SIGNUPS_PAUSED
+    # Below the shedding level the band is half of the level's own threshold again (0.5 for level 3).
+    assert steps.update(0.4, now=65.0) == SIGNUPS_PAUSED
+    assert steps.update(0.4, now=71.0) == THINKING_OFF
     # Pressure returning resets the quiet period.
-    assert steps.update(0.3, now=55.0) == THINKING_OFF
-    assert steps.update(0.0, now=56.0) == THINKING_OFF
-    assert steps.update(0.0, now=66.0) == SHORTER_ANSWERS
-    assert steps.update(0.0, now=76.0) == NORMAL
+    assert steps.update(0.3, now=75.0) == THINKING_OFF
+    assert steps.update(0.0, now=76.0) == THINKING_OFF
+    assert steps.update(0.0, now=86.0) == SHORTER_ANSWERS
+    assert steps.update(0.0, now=96.0) == NORMAL
 
 
 def test_degrade_applies_to_free_users_first_and_to_paying_users_last():
