@@ -100,13 +100,8 @@ class AdmissionController:
 
         Shedding refuses only the free turns that would have to wait: while a slot is free for them they
         still run, so the fleet stays busy and the level can see when the crowd thins out."""
-        if self.level >= SHED_FREE and limits.tier == "free" and not self.room_for_free(model.id):
-            metrics.ADMISSION_DECISIONS.labels(model.id, "shed", f"overload_level_{self.level}").inc()
-            self.queue(model.id).shed_since_tick += 1
-            raise Overloaded(
-                "Demand is very high right now; free accounts can send again shortly.",
-                retry_after_s=self.retry_after_s(),
-            )
+        if self.would_shed(limits, model.id):
+            raise self.shed(model.id)
         plan = degrade(
             self.level,
             tier=limits.tier,
@@ -118,6 +113,19 @@ class AdmissionController:
         if plan.changes:
             metrics.ADMISSION_DECISIONS.labels(model.id, "degraded", plan.reason).inc()
         return plan
+
+    def would_shed(self, limits: TierLimits, model_id: str) -> bool:
+        """Whether a new turn of this tier would be refused now (level 4, free, no slot free for it)."""
+        return self.level >= SHED_FREE and limits.tier == "free" and not self.room_for_free(model_id)
+
+    def shed(self, model_id: str) -> Overloaded:
+        """Count one refused turn (its demand keeps the level up) and give the error to answer with."""
+        metrics.ADMISSION_DECISIONS.labels(model_id, "shed", f"overload_level_{self.level}").inc()
+        self.queue(model_id).shed_since_tick += 1
+        return Overloaded(
+            "Demand is very high right now; free accounts can send again shortly.",
+            retry_after_s=self.retry_after_s(),
+        )
 
     async def set_override(self, override: Override) -> None:
         if override.level is not None and not 0 <= override.level <= MAX_LEVEL:

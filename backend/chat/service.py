@@ -167,6 +167,7 @@ class TurnService:
             }
         )
         scope = f"send:{conversation_id}"
+        await self._shed_early(user, model, scope, idempotency_key, fingerprint)
         async with self._accepting(user.id):
             if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
                 return replay
@@ -208,6 +209,7 @@ class TurnService:
         model = self.resolve_model(body.model, answer.model or conversation.model)
         fingerprint = request_hash({"model": body.model, "thinking": body.thinking})
         scope = f"regenerate:{answer_id}"
+        await self._shed_early(user, model, scope, idempotency_key, fingerprint)
         async with self._accepting(user.id):
             if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
                 return replay
@@ -299,6 +301,19 @@ class TurnService:
             )
         )
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
+
+    async def _shed_early(
+        self, user: m.User, model: ModelSpec, scope: str, key: str | None, fingerprint: str
+    ) -> None:
+        """Refuse a turn the overload policy sheds before the work of accepting it (the user's row lock,
+        the quota's queries, the inserts): refusing must cost far less than serving, or under a spike
+        the refused crowd takes the CPU of the turns being served. A retry of a turn that was already
+        accepted (its Idempotency-Key is stored) goes on to get its turn back."""
+        if not self.admission.would_shed(tier_limits(self.tiers, user.tier), model.id):
+            return
+        if key is not None and await self._replay(user.id, scope, key, fingerprint) is not None:
+            return
+        raise self.admission.shed(model.id)
 
     @asynccontextmanager
     async def _accepting(self, user_id: UUID) -> AsyncIterator[None]:

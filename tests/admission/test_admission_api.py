@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.db import models as m
@@ -29,6 +32,21 @@ async def set_tier(database_url: str, account: Account, tier: str) -> None:
 async def new_conversation(client, account: Account) -> str:
     response = await client.post("/v1/conversations", json={}, headers=account.headers)
     return str(response.json()["id"])
+
+
+@contextmanager
+def count_statements() -> Iterator[list[str]]:
+    """The SQL statements every engine of this process runs inside the block."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 def assert_retry_after(response) -> dict:
@@ -285,12 +303,14 @@ async def test_a_turn_that_waits_past_the_maximum_fails_overloaded_and_keeps_the
         admin, first, second = await sign_up(client), await sign_up(client), await sign_up(client)
         await set_tier(database_url, admin, "admin")
         await wait_for_capacity(client, admin, 1)
-        conversation = await new_conversation(client, first)
-        await client.post(
-            f"/v1/conversations/{conversation}/messages",
-            json={"content": "occupy the only slot", "thinking": True},
-            headers=first.headers,
-        )
+        occupied = await new_conversation(client, first)
+        occupy = {
+            "path": f"/v1/conversations/{occupied}/messages",
+            "json": {"content": "occupy the only slot", "thinking": True},
+            "headers": {**first.headers, "Idempotency-Key": "occupy-1"},
+        }
+        accepted = await client.post(occupy["path"], json=occupy["json"], headers=occupy["headers"])
+        assert accepted.status_code == 202
         await asyncio.sleep(0.2)
         conversation = await new_conversation(client, second)
         stream = await read_stream(
@@ -312,11 +332,22 @@ async def test_a_turn_that_waits_past_the_maximum_fails_overloaded_and_keeps_the
         )
         # At level 4 a free turn that would have to wait is refused at once, before anything is stored.
         await client.put("/v1/admin/overload", json={"level": 4}, headers=admin.headers)
-        shed = await client.post(
-            f"/v1/conversations/{conversation}/messages",
-            json={"content": "again?", "parent_id": answer["id"]},
-            headers=second.headers,
-        )
+        with count_statements() as statements:
+            shed = await client.post(
+                f"/v1/conversations/{conversation}/messages",
+                json={"content": "again?", "parent_id": answer["id"]},
+                headers=second.headers,
+            )
         assert shed.status_code == 503 and assert_retry_after(shed)["code"] == "overloaded"
+        # Refusing is cheap: the user and the conversation are read; no lock, no quota query, no write.
+        assert len(statements) == 2, statements
         tree = (await client.get(f"/v1/conversations/{conversation}/messages", headers=second.headers)).json()
         assert len(tree["data"]) == 2
+        regenerate = await client.post(
+            f"/v1/messages/{answer['id']}/regenerate", json={}, headers=second.headers
+        )
+        assert regenerate.status_code == 503 and assert_retry_after(regenerate)["code"] == "overloaded"
+        # A phone retrying a send that was accepted before the shedding began gets its turn back.
+        again = await client.post(occupy["path"], json=occupy["json"], headers=occupy["headers"])
+        assert again.status_code == 202, again.text
+        assert again.json()["user_message"]["id"] == accepted.json()["user_message"]["id"]

@@ -294,5 +294,7 @@ async def test_short_degraded_answers_do_not_hide_the_crowd_still_being_shed():
             with pytest.raises(Overloaded):
                 admission.plan(free, MODEL, thinking=True, max_tokens=8000)
         await admission.tick()
-        assert admission.level == 4, f"fell to {admission.level} at {clock.now} s, pressure {admission.pressure()}"
+        assert admission.level == 4, (
+            f"fell to {admission.level} at {clock.now} s, pressure {admission.pressure()}"
+        )
     assert 0.5 < admission.pressure() < 1.0
