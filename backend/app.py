@@ -117,7 +117,7 @@ def build_runtime(settings: Settings) -> Runtime:
     else:
         rate_limiter, board = MemoryRateLimiter(), MemoryBoard()
     admission = AdmissionController(
-        pool=pool, settings=settings.admission, board=board, replica_id=replica_id
+        pool=pool, settings=settings.admission, board=board, replica_id=replica_id, limiter=rate_limiter
     )
     runner = TurnRunner(
         sessions=sessions,

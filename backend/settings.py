@@ -275,6 +275,14 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
     lower_after_s: Annotated[
         float, doc("Pressure must stay below the current level this long before it falls one step")
     ] = 20.0
+    overloaded_signups_per_min: Annotated[
+        int,
+        doc(
+            "New accounts let in per minute across the fleet while overloaded but not paused (levels 1-2): "
+            "sign-ups reopen gradually rather than let the whole waiting crowd in at once "
+            "(`503 signups_paused` beyond it)"
+        ),
+    ] = 120
     degraded_max_tokens: Annotated[
         int, doc("Answer budget (max_tokens) of degraded turns: free from level 1, plus from level 4")
     ] = 2048

@@ -169,6 +169,8 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         # The ladder's quiet period, compressed like every other wait of the run.
         "SURGE_ADMISSION_LOWER_AFTER_S": str(max(2.0, 40.0 / args.time_compression)),
         "SURGE_ADMISSION_RAISE_AFTER_S": str(max(0.5, 2.0 / args.time_compression)),
+        # SURGE_ADMISSION_OVERLOADED_SIGNUPS_PER_MIN keeps its default (120 a minute), not compressed:
+        # the default is sized for fleets far larger than this one's 32 slots.
         # Refused clients come back when told to: that wait is compressed too.
         "SURGE_ADMISSION_SHED_RETRY_AFTER_S": str(max(1.0, 30.0 / args.time_compression)),
         # The workload pastes documents of up to 8,000 tokens (~40,000 characters).

@@ -116,7 +116,7 @@ class AuthController(Controller):
         accounts: NamedDependency[AccountService],
         runtime: RuntimeDep,
     ) -> Session:
-        runtime.admission.check_signup()
+        await runtime.admission.admit_signup()
         limits = runtime.settings.auth
         await enforce(
             runtime.rate_limiter,
@@ -177,7 +177,7 @@ class AuthController(Controller):
             client_ip(request, runtime.trusted_proxies),
         )
         issued, created = await accounts.sign_in_with_firebase(
-            data.id_token, before_create=runtime.admission.check_signup
+            data.id_token, before_create=runtime.admission.admit_signup
         )
         return to_firebase_session(issued, created)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -108,7 +108,7 @@ class AccountService:
         return await self._start_login(user)
 
     async def sign_in_with_firebase(
-        self, id_token: str, *, before_create: Callable[[], None] = lambda: None
+        self, id_token: str, *, before_create: Callable[[], Awaitable[None]] | None = None
     ) -> tuple[IssuedTokens, bool]:
         """Log in as the account linked to the token's Firebase uid, creating it on the uid's first sign-in.
 
@@ -124,7 +124,8 @@ class AccountService:
         user = await self.users.get_one_or_none(firebase_uid=identity.uid)
         if user is not None:
             return await self._start_login(user), False
-        before_create()
+        if before_create is not None:
+            await before_create()
         email = _usable_email(identity)
         holder = await self.users.get_one_or_none(email=email) if email is not None else None
         if holder is not None:

@@ -24,6 +24,7 @@ from uuid import UUID
 from backend.admission.board import BoardView, OverloadBoard, Override
 from backend.admission.ladder import MAX_LEVEL, SHED_FREE, SIGNUPS_PAUSED, DegradeLadder, TurnPlan, degrade
 from backend.admission.queue import ModelQueue, Ticket
+from backend.admission.ratelimit import MemoryRateLimiter, RateLimit, RateLimiter
 from backend.admission.schemas import AdmissionState, QueueView
 from backend.admission.tiers import TierLimits
 from backend.errors import Overloaded, SignupsPaused, ValidationFailed
@@ -56,11 +57,14 @@ class AdmissionController:
         settings: AdmissionSettings,
         board: OverloadBoard,
         replica_id: UUID,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.board = board
+        # Shared with the other replicas (Redis) so that the reopening rate is the fleet's, not each one's.
+        self.limiter = limiter or MemoryRateLimiter()
         self.replica_id = replica_id
         self.clock = clock
         self.ladder = DegradeLadder(settings.thresholds(), settings.raise_after_s, settings.lower_after_s)
@@ -90,9 +94,20 @@ class AdmissionController:
         base = self.settings.shed_retry_after_s
         return max(1, round(base * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)))
 
-    def check_signup(self) -> None:
+    async def admit_signup(self) -> None:
+        """Let a new account in, or refuse it with ``signups_paused``: always while paused (level 3 and
+        up, or the operator's word), and beyond ``overloaded_signups_per_min`` while still overloaded
+        below that. A pause holds back a crowd that all comes back within one Retry-After of its end;
+        let in at once, it sent the spike's level from 2 back to 4 within seconds (every new account
+        opens a conversation straight away)."""
         if not self.signups_open:
             metrics.ADMISSION_DECISIONS.labels("", "rejected", "signups_paused").inc()
+            raise SignupsPaused(retry_after_s=self.retry_after_s())
+        if self.level == 0 or self.override.signups_open:
+            return
+        rule = RateLimit("signups_overloaded", self.settings.overloaded_signups_per_min, 60)
+        if not (await self.limiter.hit(rule, "fleet")).allowed:
+            metrics.ADMISSION_DECISIONS.labels("", "rejected", "signups_reopening").inc()
             raise SignupsPaused(retry_after_s=self.retry_after_s())
 
     def plan(self, limits: TierLimits, model: ModelSpec, *, thinking: bool, max_tokens: int) -> TurnPlan:

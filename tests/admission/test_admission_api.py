@@ -229,6 +229,26 @@ async def test_each_degrade_level_and_its_recovery(client_with, database_url):
         assert fleet["admission"]["signups_override"] is False
 
 
+async def test_after_a_pause_signups_come_back_a_few_at_a_time(client_with, database_url):
+    async with client_with([{}], SURGE_ADMISSION_OVERLOADED_SIGNUPS_PER_MIN="2") as (client, _):
+        admin = await sign_up(client)
+        await set_tier(database_url, admin, "admin")
+        await client.put("/v1/admin/overload", json={"level": 2}, headers=admin.headers)
+        answers = [
+            await client.post(
+                "/v1/auth/signup", json={"email": f"n{i}@example.com", "password": "longenough"}
+            )
+            for i in range(3)
+        ]
+        assert [a.status_code for a in answers] == [201, 201, 503]
+        assert assert_retry_after(answers[2])["code"] == "signups_paused"
+        await client.put("/v1/admin/overload", json={"level": None}, headers=admin.headers)
+        late = await client.post(
+            "/v1/auth/signup", json={"email": "n9@example.com", "password": "longenough"}
+        )
+        assert late.status_code == 201, "back to normal: no ration"
+
+
 async def wait_for_capacity(client, admin: Account, max_running: int) -> None:
     """The pool learns each worker's max_running_requests from /server_info at its first health check."""
     for _ in range(100):

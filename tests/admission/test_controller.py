@@ -169,7 +169,7 @@ async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
     assert 24 <= shed.value.retry_after_s <= 36, "30 s give or take a fifth"
     assert admission.plan(plus, MODEL, thinking=True, max_tokens=8000).changes == {"max_tokens": 2048}
     with pytest.raises(SignupsPaused):
-        admission.check_signup()
+        await admission.admit_signup()
     release.set()
     await asyncio.gather(*tasks)
     levels = []
@@ -298,3 +298,21 @@ async def test_short_degraded_answers_do_not_hide_the_crowd_still_being_shed():
             f"fell to {admission.level} at {clock.now} s, pressure {admission.pressure()}"
         )
     assert 0.5 < admission.pressure() < 1.0
+
+
+async def test_signups_reopen_gradually_while_still_overloaded():
+    admission = controller(overloaded_signups_per_min=2)
+    for _ in range(5):
+        await admission.admit_signup()  # level 0: no ration
+    admission.level = 3
+    with pytest.raises(SignupsPaused):
+        await admission.admit_signup()
+    admission.level = 2  # the pause has ended, the overload has not: two a minute come in
+    await admission.admit_signup()
+    await admission.admit_signup()
+    with pytest.raises(SignupsPaused) as rationed:
+        await admission.admit_signup()
+    assert 24 <= rationed.value.retry_after_s <= 36
+    await admission.set_override(Override(signups_open=True))
+    admission.level = 2
+    await admission.admit_signup()  # the operator opened them: no ration
