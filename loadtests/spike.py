@@ -621,7 +621,12 @@ async def main_async(args: argparse.Namespace, directory: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=150.0, help="seconds of the spike shape")
-    parser.add_argument("--warmup", type=float, default=20.0, help="seconds at the baseline before the shape")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60.0,
+        help="seconds at the baseline before the shape (enough turns for a p99 of the time before the spike)",
+    )
     parser.add_argument("--cooldown", type=float, default=30.0, help="seconds back at the baseline after it")
     parser.add_argument(
         "--base-users", type=int, default=10, help="Locust users at the baseline (9 free : 1 paid)"

@@ -39,16 +39,20 @@ def turns_of(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("type") == "turn"]
 
 
-def ttft_values(turns: Iterable[dict[str, Any]], tier: str) -> list[float]:
-    """TTFTs of turns whose phone stayed in the foreground until the first token."""
+def ttft_values(turns: Iterable[dict[str, Any]], tier: str | None) -> list[float]:
+    """TTFTs of turns (of ``tier``, or all) whose phone stayed in the foreground until the first token."""
     return [
         r["ttft"]
         for r in turns
-        if r.get("tier") == tier and r.get("ttft") is not None and r.get("background", "none") == "none"
+        if (tier is None or r.get("tier") == tier)
+        and r.get("ttft") is not None
+        and r.get("background", "none") == "none"
     ]
 
 
 STAGES = ("accept", "queue", "worker", "deliver")
+# Fewer turns than this make a p99 little more than the largest value: the comparison is not made.
+MIN_P99_SAMPLES = 50
 SLOWEST = 5  # the slowest turns of each phase and tier are listed with their stages
 
 
@@ -89,6 +93,8 @@ def summarise(
         result[outcome] = outcomes.get(outcome, 0)
     result["turns_per_s"] = result["turns"] / span
     result["served_per_s"] = sum(outcomes[o] for o in OUTCOMES[:3]) / span
+    every = ttft_values(sent, None)
+    result["ttft_all_n"], result["ttft_all_p99_s"] = len(every), percentile(every, 0.99)
     for tier in (PAID, FREE):
         values = ttft_values(sent, tier)
         result[f"ttft_{tier}_n"] = len(values)
@@ -235,23 +241,32 @@ def checks(
             gates=True,
         )
     )
-    before = phases.get("baseline", {}).get(f"ttft_{PAID}_p99_s")
-    during = phases.get("plateau", {}).get(f"ttft_{PAID}_p99_s")
-    if before is None or during is None or not math.isfinite(before) or not math.isfinite(during):
-        results.append(
-            _check("paid TTFT p99 on the plateau within 2x of before", None, "no paid turns to compare")
-        )
-    else:
-        results.append(
-            _check(
-                "paid TTFT p99 on the plateau within 2x of before",
-                during <= 2 * before,
-                f"{during:.2f} s on the plateau vs {before:.2f} s before "
-                f"(n={phases['plateau'][f'ttft_{PAID}_n']} / {phases['baseline'][f'ttft_{PAID}_n']})",
-            )
-        )
+    results.append(paid_ttft_check(phases))
     results.append(degrade_check(phases, samples))
     return results
+
+
+def paid_ttft_check(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The paid tier's TTFT p99 on the plateau against its value before the spike.
+
+    Before the spike, with nothing waiting (level 0), Surge serves both tiers alike, so "before" is the
+    p99 of every turn then: at the workload's 9:1 mix the paid tier alone has a handful of turns in the
+    baseline, and a p99 of three turns is their maximum, whatever happened to be pasted. The paid tier's
+    own baseline is printed alongside."""
+    name = "paid TTFT p99 on the plateau within 2x of before"
+    baseline, plateau = phases.get("baseline", {}), phases.get("plateau", {})
+    before, before_n = baseline.get("ttft_all_p99_s"), baseline.get("ttft_all_n", 0)
+    during, during_n = plateau.get(f"ttft_{PAID}_p99_s"), plateau.get(f"ttft_{PAID}_n", 0)
+    if before is None or during is None or not math.isfinite(before) or not math.isfinite(during):
+        return _check(name, None, "no turns to compare")
+    detail = (
+        f"{during:.2f} s on the plateau (n={during_n}) vs {before:.2f} s before "
+        f"(every turn before the spike, n={before_n}; the paid tier's own: "
+        f"{_fmt(baseline.get(f'ttft_{PAID}_p99_s'))} s, n={baseline.get(f'ttft_{PAID}_n', 0)})"
+    )
+    if before_n < MIN_P99_SAMPLES or during_n < MIN_P99_SAMPLES:
+        return _check(name, None, f"too few turns for a p99: {detail}")
+    return _check(name, during <= 2 * before, detail)
 
 
 def degrade_check(phases: dict[str, dict[str, Any]], samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -226,7 +226,8 @@ def test_percentile_is_nearest_rank():
     assert math.isnan(percentile([], 0.5))
 
 
-def test_phase_figures_and_checks():
+def test_phase_figures_and_checks(monkeypatch):
+    monkeypatch.setattr("loadtests.spike_report.MIN_P99_SAMPLES", 1)
     records, samples = synthetic()
     turns = [r for r in records if r["type"] == "turn"]
     baseline = summarise(turns, samples, 1000, 1010)
@@ -247,7 +248,8 @@ def test_phase_figures_and_checks():
     assert "| baseline |" in table(phases)
 
 
-def test_checks_fail_on_slow_paid_turns_a_stuck_level_and_a_500():
+def test_checks_fail_on_slow_paid_turns_a_stuck_level_and_a_500(monkeypatch):
+    monkeypatch.setattr("loadtests.spike_report.MIN_P99_SAMPLES", 1)
     records, samples = synthetic()
     for record in records:
         if record["type"] == "turn" and record["tier"] == "plus" and 1020 <= record["t"] < 1060:
@@ -303,6 +305,28 @@ def test_stage_percentiles_the_slowest_turns_and_cpu_per_phase():
     assert "| 9.0 | 1.00 |" in slowest_table(phases, "plateau", "plus", t0=10.0)
     assert "| plateau | 1.15 | 0.50 |" in cpu_table(phases)
     assert cpu_table({"plateau": summarise(turns, [], 10.0, 20.0)}) == "(not sampled)"
+
+
+def test_paid_ttft_is_compared_with_every_turn_before_the_spike_given_enough_turns():
+    def turns(tier: str, count: int, ttft: float, t: float) -> list[dict]:
+        return [{"t": t, "ttft": ttft, "tier": tier, "outcome": SERVED} for _ in range(count)]
+
+    # Before: 54 free turns and 6 paid ones; one free turn pasted a document (0.4 s).
+    before = turns("free", 53, 0.05, 1.0) + turns("free", 1, 0.4, 1.0) + turns("plus", 6, 0.05, 1.0)
+    plateau = turns("plus", 60, 0.06, 20.0) + turns("plus", 1, 0.7, 20.0)
+    phases = {
+        "baseline": summarise(before, [], 0.0, 10.0),
+        "plateau": summarise(plateau, [], 10.0, 30.0),
+    }
+    assert phases["baseline"]["ttft_all_n"] == 60 and phases["baseline"]["ttft_all_p99_s"] == 0.4
+    (check,) = [c for c in checks(phases, None, [], []) if c["name"].startswith("paid TTFT")]
+    assert check["passed"] is True and "0.40 s before" in check["detail"] and "n=6" in check["detail"]
+    phases["plateau"] = summarise(plateau + turns("plus", 1, 0.9, 20.0), [], 10.0, 30.0)
+    (check,) = [c for c in checks(phases, None, [], []) if c["name"].startswith("paid TTFT")]
+    assert check["passed"] is False
+    phases["baseline"] = summarise(before[:40], [], 0.0, 10.0)
+    (check,) = [c for c in checks(phases, None, [], []) if c["name"].startswith("paid TTFT")]
+    assert check["passed"] is None and "too few turns" in check["detail"]
 
 
 def test_timeseries_and_charts(tmp_path):
