@@ -363,6 +363,9 @@ async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[st
             admission = response.json().get("admission") or {}
             if isinstance(admission.get("degrade_level"), int | float):
                 levels.append(float(admission["degrade_level"]))
+            # One replica's view of its share of the fleet: slots, turns holding them, turns waiting.
+            queue = (admission.get("queues") or {}).get(MODEL) or {}
+            row["replica_slots"] = {key: queue.get(key) for key in ("slots", "holding", "waiting")}
     for _ in range(2):
         with contextlib.suppress(httpx.HTTPError):
             text = (await http.get(f"{run.surge_url}/metrics")).text
