@@ -58,8 +58,8 @@ SLOWEST = 5  # the slowest turns of each phase and tier are listed with their st
 
 def stage_times(turn: dict[str, Any]) -> dict[str, float] | None:
     """Where a turn's time to first token went, in seconds: ``accept`` (the send until the answer row
-    existed: HTTP, auth, limits, quota, database), ``queue`` (until it was put on a worker: Surge's fair
-    queue and prompt rendering), ``worker`` (until the worker's first token: SGLang's own queue and the
+    was made, in memory: HTTP, auth, limits, quota, reads), ``queue`` (until it was put on a worker: the
+    accepting transaction's commit, Surge's fair queue, the branch, the prompt, routing), ``worker`` (until the worker's first token: SGLang's own queue and the
     prefill), ``deliver`` (until the phone read it: event log, SSE, the client). None without the
     server's times (``answer`` from the database) or a first token."""
     server, ttft = turn.get("answer"), turn.get("ttft")
@@ -405,8 +405,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         stage_table(result["phases"]),
         "",
-        "accept: the send until the answer's row existed (HTTP, auth, limits, quota, database); queue:",
-        "until Surge put it on a worker (fair queue, prompt); worker: until the worker's first token",
+        "accept: the send until the answer's row was made (HTTP, auth, limits, quota, reads); queue: until",
+        "Surge put it on a worker (the commit, fair queue, branch, prompt, routing); worker: until the first token",
         "(SGLang's queue, prefill); deliver: until the client read it (event log, SSE, the client —",
         "Locust shares this machine's cores). Percentiles of each stage are taken separately.",
         "",

@@ -35,6 +35,8 @@ from backend.periodic import Periodic
 from backend.settings import ChatSettings, ModelSpec
 
 logger = logging.getLogger("surge.chat")
+# A turn taking longer than this from acceptance to its worker, besides the fair queue, is logged.
+SLOW_START_S = 1.0
 
 ACTIVE_STATUSES = m.ACTIVE_STATUSES
 # Room left in the context beyond the prompt and the answer budget (template tokens, estimate error).
@@ -134,6 +136,8 @@ class Generation:
     dispatch: Dispatch | None = None
     dirty: bool = False
     task: asyncio.Task[None] | None = None
+    # Wall-clock times of the steps between acceptance and the worker, for the slow-start warning.
+    marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def has_output(self) -> bool:
@@ -226,8 +230,10 @@ class TurnRunner:
     # --- one turn ---
     async def _run(self, generation: Generation) -> None:
         turn = generation.turn
+        generation.marks["task"] = time.time()
         try:
             async with self._slot(turn):
+                generation.marks["slot"] = time.time()
                 await self._generate(generation)
             await self._complete(generation)
         except QueueTimeout as timeout:
@@ -284,6 +290,7 @@ class TurnRunner:
         turn = generation.turn
         async with self.sessions() as session:
             branch = await MessageTree(session).path_to(turn.user_message_id)
+        generation.marks["branch"] = time.time()
         prompt = render_prompt(
             self.settings.system_prompt,
             branch,
@@ -417,10 +424,30 @@ class TurnRunner:
         turn = generation.turn
         if generation.started_at is None:
             generation.started_at = datetime.now(UTC)
+            self._warn_if_slow_start(generation)
         generation.dirty = True
         if not generation.announced:
             generation.announced = True
             await self.event_log.append(turn.message_id, "started", {"model": turn.model.id})
+
+    @staticmethod
+    def _warn_if_slow_start(generation: Generation) -> None:
+        """Log a turn that took long from acceptance to its worker for reasons other than the fair queue
+        (which has its own metrics), and where the time went: the accepting commit and the task's start,
+        the queue, the branch's query, the prompt and routing."""
+        assert generation.started_at is not None
+        accepted, started = generation.turn.accepted_at.timestamp(), generation.started_at.timestamp()
+        steps, previous = {}, accepted
+        for name in ("task", "slot", "branch"):
+            at = generation.marks.get(name, previous)
+            steps[f"{name}_s"], previous = round(at - previous, 3), at
+        steps["route_s"] = round(started - previous, 3)
+        if started - accepted - steps["slot_s"] < SLOW_START_S:
+            return
+        logger.warning(
+            "turn slow to reach a worker",
+            extra={"turn": str(generation.turn.message_id), "total_s": round(started - accepted, 3), **steps},
+        )
 
     async def _abort_upstream(self, generation: Generation) -> None:
         if generation.worker and generation.rid:
