@@ -79,7 +79,6 @@ class AdmissionController:
             logger=logger,
             failure="admission tick failed; retrying next interval",
         )
-        self._last_tick = clock()
 
     # --- the overload state every replica applies ---
     @property
@@ -266,10 +265,10 @@ class AdmissionController:
 
     async def tick(self) -> None:
         now = self.clock()
-        # A tick run on demand (an override) must not turn one refusal into a huge rate.
-        elapsed, self._last_tick = max(now - self._last_tick, self.settings.interval_s), now
+        # Shed demand is remembered for as long as a refused client may stay away.
+        window = self.settings.shed_retry_after_s * (1 + RETRY_JITTER)
         for queue in self.queues.values():
-            queue.measure_shedding(elapsed)
+            queue.measure_shedding(now, window, self.settings.interval_s)
         own = self.ladder.update(self.pressure(), now)
         view: BoardView | None = None
         try:

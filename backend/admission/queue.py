@@ -8,15 +8,13 @@ when asked for rather than kept in a heap; the queue is at most a few thousand t
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from uuid import UUID
 
 # What a turn holds a slot for, before any has finished here to say: a reasoning answer's order.
 DEFAULT_HOLD_S = 30.0
 HOLD_SMOOTHING = 0.1
-# Per measurement (about a second): the shed rate follows a change within ten seconds or so.
-SHED_SMOOTHING = 0.2
 
 
 @dataclass(eq=False)
@@ -41,10 +39,12 @@ class ModelQueue:
     holding_by_user: Counter[UUID] = field(default_factory=Counter)
     # Mean time a turn holds its slot (smoothed), for the wait estimates the queue announces.
     mean_hold_s: float = DEFAULT_HOLD_S
-    # Turns refused by the overload policy since the last measurement, and their smoothed rate per
-    # second: demand the queue no longer shows, but which would be back the moment the level fell.
+    # Turns refused by the overload policy since the last measurement, the counts of recent
+    # measurements, and their rate per second: demand the queue no longer shows, but which would be back
+    # the moment the level fell.
     shed_since_tick: int = 0
     shed_per_s: float = 0.0
+    _shed_history: deque[tuple[float, int]] = field(default_factory=deque)
     _ranks: dict[UUID, int] | None = None
 
     def key(self, ticket: Ticket) -> tuple[int, int, float]:
@@ -109,11 +109,18 @@ class ModelQueue:
             return 0.0
         return round(position * self.mean_hold_s / slots, 1)
 
-    def measure_shedding(self, elapsed_s: float) -> None:
-        if elapsed_s > 0:
-            rate = self.shed_since_tick / elapsed_s
-            self.shed_per_s += SHED_SMOOTHING * (rate - self.shed_per_s)
+    def measure_shedding(self, now: float, window_s: float, interval_s: float) -> None:
+        """The shed rate over the last ``window_s``: as long as a refused client may wait before it
+        tries again (its Retry-After), so that a crowd told to come back in 30 s is still counted in
+        the seconds it is away — a shorter memory saw it only as it knocked, and let the level fall
+        between two knocks."""
+        self._shed_history.append((now, self.shed_since_tick))
         self.shed_since_tick = 0
+        while self._shed_history and self._shed_history[0][0] <= now - window_s:
+            self._shed_history.popleft()
+        # Each entry counts the interval before it: at first the history is shorter than the window.
+        span = now - self._shed_history[0][0] + interval_s if self._shed_history else window_s
+        self.shed_per_s = sum(count for _, count in self._shed_history) / min(window_s, max(span, interval_s))
 
     def demand(self) -> float:
         """Turns wanting a slot beyond those holding one: the queue, plus what shedding holds off (each shed

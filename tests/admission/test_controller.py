@@ -278,8 +278,8 @@ async def test_shedding_does_not_make_the_level_flap():
 
 async def test_short_degraded_answers_do_not_hide_the_crowd_still_being_shed():
     """At level 4 answers are short, so each refused turn counts for little pressure: a crowd refused at
-    2 turns a second with 1 s answers reads as pressure 1 (two slots) — under level 4's own band (1.0
-    of 2), but it must still hold the level: stepping down would let the whole crowd in."""
+    one turn a second with 1 s answers reads as pressure 0.5 (one of two slots) — under level 4's own
+    band (1.0), but it must still hold the level: stepping down would let the whole crowd in."""
     clock = ManualClock()
     admission = controller(clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=5.0)
     admission.ladder.level = admission.level = 4
@@ -290,14 +290,40 @@ async def test_short_degraded_answers_do_not_hide_the_crowd_still_being_shed():
     free = tier_limits(TierSettings(), "free")
     for _ in range(30):
         clock.now += 1.0
-        for _ in range(2):
-            with pytest.raises(Overloaded):
-                admission.plan(free, MODEL, thinking=True, max_tokens=8000)
+        with pytest.raises(Overloaded):
+            admission.plan(free, MODEL, thinking=True, max_tokens=8000)
         await admission.tick()
         assert admission.level == 4, (
             f"fell to {admission.level} at {clock.now} s, pressure {admission.pressure()}"
         )
-    assert 0.5 < admission.pressure() < 1.0
+    assert 0.25 < admission.pressure() < 1.0
+
+
+async def test_a_crowd_told_to_come_back_later_is_remembered_while_it_is_away():
+    """Refused clients return after their Retry-After (30 s, give or take a fifth): between two waves
+    nobody knocks, yet the crowd has not gone."""
+    clock = ManualClock()
+    admission = controller(
+        clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=5.0, shed_retry_after_s=30.0
+    )
+    admission.ladder.level = admission.level = 4
+    queue = admission.queue("m")
+    queue.mean_hold_s = 1.0
+    for _ in range(2):
+        queue.hold(Ticket(uuid.uuid4(), uuid.uuid4(), 2, 0.0), 0.0)
+    free = tier_limits(TierSettings(), "free")
+    for second in range(90):
+        clock.now += 1.0
+        if second % 30 == 0:  # a wave of 30 refused turns, then 29 quiet seconds
+            for _ in range(30):
+                with pytest.raises(Overloaded):
+                    admission.plan(free, MODEL, thinking=True, max_tokens=8000)
+        await admission.tick()
+        assert admission.level == 4, f"fell to {admission.level} at {clock.now} s between two waves"
+    for _ in range(60):  # the crowd has gone: one window of memory, then a step per quiet period
+        clock.now += 1.0
+        await admission.tick()
+    assert admission.level < 4
 
 
 async def test_signups_reopen_gradually_while_still_overloaded():
