@@ -114,13 +114,14 @@ class ModelQueue:
         tries again (its Retry-After), so that a crowd told to come back in 30 s is still counted in
         the seconds it is away — a shorter memory saw it only as it knocked, and let the level fall
         between two knocks."""
+        window_s = max(window_s, interval_s)  # at least the measurement just taken
         self._shed_history.append((now, self.shed_since_tick))
         self.shed_since_tick = 0
         while self._shed_history and self._shed_history[0][0] <= now - window_s:
             self._shed_history.popleft()
         # Each entry counts the interval before it: at first the history is shorter than the window.
-        span = now - self._shed_history[0][0] + interval_s if self._shed_history else window_s
-        self.shed_per_s = sum(count for _, count in self._shed_history) / min(window_s, max(span, interval_s))
+        span = now - self._shed_history[0][0] + interval_s
+        self.shed_per_s = sum(count for _, count in self._shed_history) / min(window_s, span)
 
     def demand(self) -> float:
         """Turns wanting a slot beyond those holding one: the queue, plus what shedding holds off (each shed

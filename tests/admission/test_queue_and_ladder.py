@@ -135,3 +135,16 @@ async def test_a_granted_future_wakes_its_waiter():
     queue.grant(slots=1, now=1.0)
     await asyncio.wait_for(waiter, 1)
     assert waiting.granted_at == 1.0
+
+
+def test_the_shed_rate_is_taken_over_the_window_and_over_less_at_first():
+    queue = ModelQueue("m")
+    queue.shed_since_tick = 6
+    queue.measure_shedding(now=1.0, window_s=10.0, interval_s=1.0)
+    assert queue.shed_per_s == 6.0  # one second of history so far
+    for second in range(2, 20):
+        queue.measure_shedding(now=float(second), window_s=10.0, interval_s=1.0)
+    assert queue.shed_per_s == 0.0  # the wave has left the window
+    queue.shed_since_tick = 3
+    queue.measure_shedding(now=20.0, window_s=0.0, interval_s=1.0)  # a window shorter than a measurement
+    assert queue.shed_per_s == 3.0
