@@ -59,9 +59,10 @@ SLOWEST = 5  # the slowest turns of each phase and tier are listed with their st
 def stage_times(turn: dict[str, Any]) -> dict[str, float] | None:
     """Where a turn's time to first token went, in seconds: ``accept`` (the send until the answer row
     was made, in memory: HTTP, auth, limits, quota, reads), ``queue`` (until it was put on a worker: the
-    accepting transaction's commit, Surge's fair queue, the branch, the prompt, routing), ``worker`` (until the worker's first token: SGLang's own queue and the
-    prefill), ``deliver`` (until the phone read it: event log, SSE, the client). None without the
-    server's times (``answer`` from the database) or a first token."""
+    accepting transaction's commit, Surge's fair queue, the branch, the prompt, routing), ``worker``
+    (until the worker's first token: SGLang's own queue and the prefill), ``deliver`` (until the phone
+    read it: event log, SSE, the client). None without the server's times (``answer`` from the
+    database) or a first token."""
     server, ttft = turn.get("answer"), turn.get("ttft")
     if not server or ttft is None:
         return None
@@ -405,10 +406,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         stage_table(result["phases"]),
         "",
-        "accept: the send until the answer's row was made (HTTP, auth, limits, quota, reads); queue: until",
-        "Surge put it on a worker (the commit, fair queue, branch, prompt, routing); worker: until the first token",
-        "(SGLang's queue, prefill); deliver: until the client read it (event log, SSE, the client —",
-        "Locust shares this machine's cores). Percentiles of each stage are taken separately.",
+        "accept: the send until the answer's row was made (HTTP, auth, limits, quota, reads); queue:",
+        "until Surge put it on a worker (the commit, fair queue, branch, prompt, routing); worker: until",
+        "the first token (SGLang's queue, prefill); deliver: until the client read it (event log, SSE,",
+        "the client — Locust shares this machine's cores). Percentiles of each stage are taken separately.",
         "",
         f"The slowest {PAID} turns of the plateau:",
         "",
