@@ -56,6 +56,7 @@ async def handle_chat(server: SimServer, body: bytes, receive: Receive, send: Se
             stop=request.stop,
             ignore_eos=request.ignore_eos,
             rid=request.rid,
+            priority=request.priority,
         )
     except ValueError as e:
         await send_json(send, 400, error_body(str(e), "BadRequestError", 400))

@@ -47,6 +47,15 @@ class SimConfig:
     max_total_tokens: int = _flag(570000, "KV cache capacity in tokens (radix cache + running requests)")
     page_size: int = _flag(1, "tokens per KV page; cache hits are whole pages")
     schedule_policy: str = _flag("fcfs", "waiting-queue order", ["fcfs", "lpm"])
+    enable_priority_scheduling: bool = _flag(
+        False, "order the waiting queue by each request's `priority`, and preempt for it (see below)"
+    )
+    schedule_low_priority_values_first: bool = _flag(
+        False, "with priority scheduling, lower `priority` values go first (default: higher)"
+    )
+    priority_scheduling_preemption_threshold: int = _flag(
+        10, "a waiting request preempts a running one whose priority is worse by more than this"
+    )
     chunked_prefill_size: int = _flag(8192, "most uncached tokens prefilled in one step")
     max_prefill_tokens: int = _flag(16384, "most prompt tokens admitted in one prefill batch")
     stream_interval: int = _flag(1, "stream after at least this many new tokens")

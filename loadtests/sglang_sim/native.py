@@ -45,6 +45,7 @@ async def handle_generate(server: SimServer, body: bytes, receive: Receive, send
             stop=params.stop,
             ignore_eos=params.ignore_eos,
             rid=request.rid,
+            priority=request.priority,
         )
     except ValueError as e:
         if request.stream:  # SGLang's /generate stream has started: the error is a data line

@@ -83,6 +83,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True):
     sampling_params: SamplingParams | None = None
     stream: bool = False
     rid: str | None = None
+    priority: int | None = None
     return_logprob: bool = False
 
 

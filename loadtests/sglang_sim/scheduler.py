@@ -44,6 +44,7 @@ class Request:
     plan: OutputPlan
     max_new_tokens: int | None
     arrival: float
+    priority: int = 0  # only read with --enable-priority-scheduling
     hold_until_real: float = 0.0  # fault: not admitted before this monotonic time
     status: str = "waiting"  # waiting | running | finished
     num_output: int = 0
@@ -240,11 +241,49 @@ class Scheduler:
 
     # ----- prefill -----
 
+    def _urgency(self, req: Request) -> int:
+        """Larger is served first: the priority, or its negation with low values first."""
+        return -req.priority if self.config.schedule_low_priority_values_first else req.priority
+
     def _order_waiting(self) -> None:
+        if self.config.enable_priority_scheduling:
+            # Priority first, then the policy's order (a stable sort keeps FCFS within a priority).
+            if self.config.schedule_policy == "lpm" and len(self.waiting) <= LPM_MAX_QUEUE:
+                hits = {id(r): self.cache.peek_prefix_len(r.sequence()[:-1]) for r in self.waiting}
+                self.waiting = deque(sorted(self.waiting, key=lambda r: (-self._urgency(r), -hits[id(r)])))
+            else:
+                self.waiting = deque(sorted(self.waiting, key=lambda r: -self._urgency(r)))
+            return
         if self.config.schedule_policy != "lpm" or len(self.waiting) > LPM_MAX_QUEUE:
             return
         key = {id(r): -self.cache.peek_prefix_len(r.sequence()[:-1]) for r in self.waiting}
         self.waiting = deque(sorted(self.waiting, key=lambda r: key[id(r)]))
+
+    def _preempt_for_priority(self) -> None:
+        """With priority scheduling, a waiting request that finds every running slot taken sends the
+        least urgent running request back to the queue, if it is more urgent by more than the threshold
+        (SGLang's priority preemption). The preempted request keeps its prefix in the radix cache and
+        resumes later, like a retraction."""
+        if not (self.config.enable_priority_scheduling and self.waiting and self.running):
+            return
+        if len(self.running) < self.config.max_running_requests:
+            return
+        self._order_waiting()
+        head = self.waiting[0]
+        candidates = [r for r in self.running if r is not self.chunked]
+        if not candidates:
+            return
+        victim = min(candidates, key=lambda r: (self._urgency(r), -r.arrival))
+        threshold = self.config.priority_scheduling_preemption_threshold
+        if self._urgency(head) - self._urgency(victim) <= threshold:
+            return
+        self.running.remove(victim)
+        self._release(victim, cache=True)
+        victim.status = "waiting"
+        victim.retractions += 1
+        self.stats.num_retractions += 1
+        self.waiting.append(victim)
+        self._order_waiting()
 
     def _plan_prefill(self) -> list[tuple[Request, int]]:
         """Pick this step's prefill work: (request, uncached tokens to compute now)."""
@@ -265,6 +304,7 @@ class Scheduler:
             if req.kv_len < req.fill_len:
                 return batch
             self.chunked = None
+        self._preempt_for_priority()
         if not self.waiting or len(self.running) >= self.config.max_running_requests:
             return batch
         self._order_waiting()

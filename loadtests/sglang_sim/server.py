@@ -95,6 +95,7 @@ class SimServer:
         stop: str | Sequence[str] | None,
         ignore_eos: bool,
         rid: str | None,
+        priority: int | None = None,
     ) -> Request:
         """Validate and plan a request (ValueError on a bad one); it is not queued yet."""
         self.validate_length(len(prompt_ids), max_new_tokens)
@@ -116,6 +117,7 @@ class SimServer:
             plan=plan,
             max_new_tokens=max_new_tokens,
             arrival=self.clock.now(),
+            priority=priority or 0,  # ignored unless --enable-priority-scheduling, as in SGLang
         )
         stall = self.faults.stall()
         if stall:

@@ -106,3 +106,48 @@ async def test_kv_exhaustion_retracts_instead_of_failing(sim):
     assert all(m["finish_reason"] == {"type": "length", "length": 120} for m in metas)
     assert app.server.scheduler.stats.num_retractions > 0
     assert sum(m["total_retractions"] for m in metas) == app.server.scheduler.stats.num_retractions
+
+
+async def test_priority_scheduling_serves_urgent_requests_first_and_preempts_for_them(sim):
+    config = {"sim_speedup": 1.0, "max_running_requests": 1, "enable_priority_scheduling": True}
+    async with sim(**config) as (client, app):
+        sched = app.server.scheduler
+
+        def generate(text: str, priority: int | None = None) -> asyncio.Task:
+            body = {"text": text, "sampling_params": LONG, **({"priority": priority} if priority else {})}
+            return asyncio.create_task(client.post("/generate", json=body))
+
+        running = generate("free one")
+        await _wait(lambda: len(sched.running) == 1)
+        later = generate("free two")
+        await _wait(lambda: len(sched.waiting) == 1)
+        # Urgent by 5 (under the threshold of 10): first in line, but no preemption.
+        soon = generate("plus", priority=5)
+        await _wait(lambda: len(sched.waiting) == 2)
+        sched._order_waiting()
+        assert [r.priority for r in sched.waiting] == [5, 0]
+        assert sched.running[0].priority == 0
+        # Urgent by 100: the running request goes back to the queue and this one runs.
+        urgent = generate("admin", priority=100)
+        await _wait(lambda: sched.running and sched.running[0].priority == 100)
+        assert sched.stats.num_retractions == 1
+        assert sorted(r.priority for r in sched.waiting) == [0, 0, 5]
+        await client.post("/abort_request", json={"abort_all": True})
+        for task in (running, later, soon, urgent):
+            assert (await task).json()["meta_info"]["finish_reason"]["type"] == "abort"
+
+
+async def test_without_priority_scheduling_priority_is_ignored(sim):
+    async with sim(sim_speedup=1.0, max_running_requests=1) as (client, app):
+        sched = app.server.scheduler
+        first = asyncio.create_task(client.post("/generate", json={"text": "a", "sampling_params": LONG}))
+        await _wait(lambda: len(sched.running) == 1)
+        second = asyncio.create_task(
+            client.post("/generate", json={"text": "b", "sampling_params": LONG, "priority": 100})
+        )
+        await _wait(lambda: len(sched.waiting) == 1)
+        await asyncio.sleep(0.05)
+        assert len(sched.running) == 1 and sched.running[0].priority == 0  # FCFS: no preemption
+        await client.post("/abort_request", json={"abort_all": True})
+        for task in (first, second):
+            assert (await task).json()["meta_info"]["finish_reason"]["type"] == "abort"
