@@ -117,6 +117,10 @@ class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
     # max_running_requests from /server_info. Set it when ``workers`` is one router in front of several
     # servers: the router's /server_info describes only one of them.
     max_running: int = 0
+    # The workers run with ``--enable-priority-scheduling`` (higher values first): each turn is sent
+    # with its tier's priority, so inside a worker a paying turn goes before free ones, preempts one
+    # when every running slot is taken, and never waits in Surge's queue for a slot.
+    priority_scheduling: bool = False
 
     @property
     def served_name(self) -> str:
@@ -140,7 +144,7 @@ class InferenceSettings(SettingsGroup, kw_only=True, frozen=True):
         list[ModelSpec],
         doc(
             "JSON list of models: id, display_name, upstream_model, workers, thinking, thinking_switch, "
-            "context_tokens, max_output_tokens, max_running"
+            "context_tokens, max_output_tokens, max_running, priority_scheduling"
         ),
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_MODELS))
     default_model: Annotated[

@@ -129,6 +129,7 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         enable_cache_report=True,
         max_total_tokens=args.kv_tokens,
         max_running_requests=args.max_running,
+        enable_priority_scheduling=not args.no_priority_scheduling,
         sim_prefill_tokens_per_s=args.prefill_tokens_per_s,
         sim_decode_step_ms=30.0,
         sim_decode_step_per_req_ms=0.2,
@@ -194,6 +195,7 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
                     "workers": run.workers,
                     "thinking": "optional",
                     "thinking_switch": "thinking",
+                    "priority_scheduling": not args.no_priority_scheduling,
                 }
             ]
         ),
@@ -651,6 +653,11 @@ def main() -> None:
         type=float,
         default=None,
         help="SURGE_ADMISSION_MAX_QUEUE_WAIT_S (default 60 s compressed)",
+    )
+    parser.add_argument(
+        "--no-priority-scheduling",
+        action="store_true",
+        help="workers without --enable-priority-scheduling: paying turns wait in FCFS order like any other",
     )
     parser.add_argument("--surge-workers", type=int, default=2, help="backend processes")
     parser.add_argument("--locust-processes", type=int, default=1)

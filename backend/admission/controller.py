@@ -181,13 +181,16 @@ class AdmissionController:
         priority: int,
         paying: bool,
         announce: Announce,
+        straight_through: bool = False,
     ) -> AsyncIterator[None]:
         """Hold one of the model's slots for the body; wait in the fair queue for it if need be."""
         queue, now = self.queue(model_id), self.clock()
         ticket = Ticket(turn_id=turn_id, user_id=user_id, priority=priority, enqueued_at=now, paying=paying)
         slots = self.slots(model_id)
-        if slots == 0:
+        if slots == 0 or straight_through:
             # No healthy worker at all: let the turn through to report upstream_unavailable at once.
+            # Or a turn the workers will make room for themselves (a paying turn on workers that
+            # preempt for priority): waiting here would only delay it.
             queue.hold(ticket, now)
         else:
             # In line behind whoever waits already; straight through if it is first and a slot is free.

@@ -35,6 +35,7 @@ from backend.periodic import Periodic
 from backend.settings import ChatSettings, ModelSpec
 
 logger = logging.getLogger("surge.chat")
+UPSTREAM_PRIORITY_STEP = 100
 # A turn taking longer than this from acceptance to its worker, besides the fair queue, is logged.
 SLOW_START_S = 1.0
 
@@ -59,6 +60,14 @@ class Turn:
     # Place in the admission queue: the user's tier's priority (lower is served first).
     priority: int = 0
     paying: bool = False
+
+    def upstream_priority(self) -> int | None:
+        """The priority sent to SGLang when its workers schedule by it: higher for paying tiers, tiers a
+        hundred apart, more than SGLang's default preemption threshold (10), so that a paying turn may
+        preempt a free one."""
+        if not self.model.priority_scheduling:
+            return None
+        return -UPSTREAM_PRIORITY_STEP * self.priority
 
     def template_kwargs(self) -> dict[str, Any]:
         if self.model.thinking == "optional" and self.model.thinking_switch:
@@ -284,6 +293,7 @@ class TurnRunner:
             priority=turn.priority,
             paying=turn.paying,
             announce=announce,
+            straight_through=turn.paying and turn.model.priority_scheduling,
         )
 
     async def _generate(self, generation: Generation) -> None:
@@ -330,6 +340,7 @@ class TurnRunner:
                 rid=generation.rid,
                 max_tokens=turn.max_tokens,
                 chat_template_kwargs=turn.template_kwargs(),
+                priority=turn.upstream_priority(),
             )
             try:
                 await self._stream(generation, request)

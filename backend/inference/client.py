@@ -45,6 +45,8 @@ class ChatRequest:
     max_tokens: int
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     temperature: float | None = None
+    # SGLang's scheduling priority (only read by servers with --enable-priority-scheduling).
+    priority: int | None = None
 
     def payload(self, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -62,6 +64,8 @@ class ChatRequest:
             body["chat_template_kwargs"] = self.chat_template_kwargs
         if self.temperature is not None:
             body["temperature"] = self.temperature
+        if self.priority is not None:
+            body["priority"] = self.priority
         return body
 
 

@@ -342,3 +342,26 @@ async def test_signups_reopen_gradually_while_still_overloaded():
     await admission.set_override(Override(signups_open=True))
     admission.level = 2
     await admission.admit_signup()  # the operator opened them: no ration
+
+
+async def test_a_paying_turn_goes_straight_to_workers_that_preempt_for_it():
+    admission = controller()  # two slots
+    release, started = asyncio.Event(), []
+    free = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"f{i}")) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert sorted(started) == ["f0", "f1"], "the third free turn waits"
+
+    async def paying_turn() -> None:
+        async with admission.slot(
+            model_id="m", turn_id=uuid.uuid4(), user_id=uuid.uuid4(), priority=1, paying=True,
+            announce=Recorder(), straight_through=True,
+        ):  # fmt: skip
+            started.append("plus")
+            await release.wait()
+
+    paid = asyncio.create_task(paying_turn())
+    await asyncio.sleep(0.01)
+    assert "plus" in started, "the worker makes room for it: it does not wait here"
+    assert admission.state().queues["m"].holding == 3 and admission.state().queues["m"].waiting == 1
+    release.set()
+    await asyncio.gather(*free, paid)
