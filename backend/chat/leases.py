@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.tiers import tier_limits
 from backend.chat.event_log import EventLog
-from backend.chat.runner import ACTIVE_STATUSES, Turn, TurnRunner
+from backend.chat.runner import Turn, TurnRunner
 from backend.db import models as m
 from backend.observability import metrics
 from backend.settings import Settings
@@ -143,7 +143,7 @@ class LeaseKeeper:
     async def sweep(self, *, everything: bool = False) -> int:
         """Settle turns whose lease lapsed (or, alone on the database, every unfinished turn)."""
         now = datetime.now(UTC)
-        condition = [m.Message.status.in_(ACTIVE_STATUSES), m.Message.role == "assistant"]
+        condition = [m.Message.status.in_(m.ACTIVE_STATUSES), m.Message.role == "assistant"]
         if not everything:
             condition.append(m.Message.lease_expires_at < now)
         async with self.sessions() as session:
@@ -157,7 +157,7 @@ class LeaseKeeper:
         return settled
 
     async def _settle(self, turn_id: UUID, *, now: datetime, everything: bool) -> bool:
-        claim = [m.Message.id == turn_id, m.Message.status.in_(ACTIVE_STATUSES)]
+        claim = [m.Message.id == turn_id, m.Message.status.in_(m.ACTIVE_STATUSES)]
         if not everything:
             claim.append(m.Message.lease_expires_at < now)
         async with self.sessions() as session:

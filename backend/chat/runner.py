@@ -39,7 +39,6 @@ UPSTREAM_PRIORITY_STEP = 100
 # A turn taking longer than this from acceptance to its worker, besides the fair queue, is logged.
 SLOW_START_S = 1.0
 
-ACTIVE_STATUSES = m.ACTIVE_STATUSES
 # Room left in the context beyond the prompt and the answer budget (template tokens, estimate error).
 CONTEXT_MARGIN_TOKENS = 512
 
@@ -84,7 +83,7 @@ CHECKPOINT = (
         _messages.c.id == bindparam("turn_id"),
         _messages.c.lease_owner == bindparam("owner"),
         # Not ``in_()``: its expanding parameter cannot be used with executemany on PostgreSQL.
-        or_(*(_messages.c.status == status for status in ACTIVE_STATUSES)),
+        or_(*(_messages.c.status == status for status in m.ACTIVE_STATUSES)),
     )
     .values(
         status="streaming",
@@ -546,7 +545,7 @@ class TurnRunner:
                 .where(
                     m.Message.id == turn.message_id,
                     m.Message.lease_owner == self.replica_id,
-                    m.Message.status.in_(ACTIVE_STATUSES),
+                    m.Message.status.in_(m.ACTIVE_STATUSES),
                 )
                 .values(**values)
                 .returning(m.Message)
@@ -590,7 +589,7 @@ class TurnRunner:
         async with self.sessions() as session:
             await session.execute(
                 update(m.Message)
-                .where(m.Message.lease_owner == self.replica_id, m.Message.status.in_(ACTIVE_STATUSES))
+                .where(m.Message.lease_owner == self.replica_id, m.Message.status.in_(m.ACTIVE_STATUSES))
                 .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.lease_ttl_s))
             )
             await session.commit()

@@ -22,7 +22,7 @@ from backend.admission.quota import check_turn_allowed, measure
 from backend.admission.tiers import TierLimits, tier_limits
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog
-from backend.chat.runner import ACTIVE_STATUSES, Turn, TurnRunner
+from backend.chat.runner import Turn, TurnRunner
 from backend.conversations.schemas import message_view
 from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
@@ -111,7 +111,7 @@ class TurnService:
 
     async def with_live_text(self, message: m.Message) -> m.Message:
         """While a turn streams, its row lags by up to a checkpoint: fill in the text generated so far."""
-        if message.status not in ACTIVE_STATUSES:
+        if message.status not in m.ACTIVE_STATUSES:
             return message
         live = self.runner.live_text(message.id)
         if live is None:
@@ -364,14 +364,14 @@ class TurnService:
                 "A message answers an assistant message (or starts the conversation with parent_id null).",
                 fields={"parent_id": "must be an assistant message"},
             )
-        if parent.status in ACTIVE_STATUSES:
+        if parent.status in m.ACTIVE_STATUSES:
             raise Conflict("The previous answer is still being generated; wait for it or cancel it.")
 
     # --- after accepting ---
     async def cancel(self, user: m.User, answer_id: UUID) -> m.Message:
         """Stop generation wherever it runs; the partial text stays, ``status`` becomes ``cancelled``."""
         answer = await self.owned_answer(user.id, answer_id)
-        if answer.status in ACTIVE_STATUSES:
+        if answer.status in m.ACTIVE_STATUSES:
             if not await self.runner.cancel(answer.id):
                 await self.control.request_cancel(answer.id)
                 if not await self._await_terminal(answer.id):
@@ -394,7 +394,7 @@ class TurnService:
         text = await self.with_live_text(answer)
         result = await self.session.execute(
             update(m.Message)
-            .where(m.Message.id == answer.id, m.Message.status.in_(ACTIVE_STATUSES))
+            .where(m.Message.id == answer.id, m.Message.status.in_(m.ACTIVE_STATUSES))
             .values(
                 status="cancelled",
                 finish_reason="cancelled",
