@@ -246,18 +246,19 @@ class Scheduler:
         return -req.priority if self.config.schedule_low_priority_values_first else req.priority
 
     def _order_waiting(self) -> None:
-        if self.config.enable_priority_scheduling:
-            # Priority first, then the policy's order (a stable sort keeps FCFS within a priority).
-            if self.config.schedule_policy == "lpm" and len(self.waiting) <= LPM_MAX_QUEUE:
-                hits = {id(r): self.cache.peek_prefix_len(r.sequence()[:-1]) for r in self.waiting}
-                self.waiting = deque(sorted(self.waiting, key=lambda r: (-self._urgency(r), -hits[id(r)])))
-            else:
-                self.waiting = deque(sorted(self.waiting, key=lambda r: -self._urgency(r)))
+        """FCFS as queued; with priority scheduling the most urgent first; with lpm (while at most 128
+        wait) the longest cached prefix first, after priority. The sort is stable: FCFS within a key."""
+        lpm = self.config.schedule_policy == "lpm" and len(self.waiting) <= LPM_MAX_QUEUE
+        priority = self.config.enable_priority_scheduling
+        if not (lpm or priority):
             return
-        if self.config.schedule_policy != "lpm" or len(self.waiting) > LPM_MAX_QUEUE:
-            return
-        key = {id(r): -self.cache.peek_prefix_len(r.sequence()[:-1]) for r in self.waiting}
-        self.waiting = deque(sorted(self.waiting, key=lambda r: key[id(r)]))
+        hits = {id(r): self.cache.peek_prefix_len(r.sequence()[:-1]) for r in self.waiting} if lpm else {}
+        self.waiting = deque(
+            sorted(
+                self.waiting,
+                key=lambda r: (-self._urgency(r) if priority else 0, -hits.get(id(r), 0)),
+            )
+        )
 
     def _preempt_for_priority(self) -> None:
         """With priority scheduling, a waiting request that finds every running slot taken sends the
@@ -278,11 +279,7 @@ class Scheduler:
         if self._urgency(head) - self._urgency(victim) <= threshold:
             return
         self.running.remove(victim)
-        self._release(victim, cache=True)
-        victim.status = "waiting"
-        victim.retractions += 1
-        self.stats.num_retractions += 1
-        self.waiting.append(victim)
+        self._send_back(victim, front=False)
         self._order_waiting()
 
     def _plan_prefill(self) -> list[tuple[Request, int]]:
@@ -416,13 +413,20 @@ class Scheduler:
                 self._release(req, cache=True)
                 self._finish(req, {"type": "abort", "message": "Out of memory: the KV cache is full."})
                 break
-            req = self.running.pop()
-            self._release(req, cache=True)
-            req.status = "waiting"
-            req.retractions += 1
-            self.stats.num_retractions += 1
-            self.waiting.appendleft(req)
+            self._send_back(self.running.pop(), front=True)
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
+
+    def _send_back(self, req: Request, *, front: bool) -> None:
+        """A running request returns to the queue (retracted or preempted): its KV is freed, its
+        computed prefix stays in the radix cache, and it is prefilled again when admitted."""
+        self._release(req, cache=True)
+        req.status = "waiting"
+        req.retractions += 1
+        self.stats.num_retractions += 1
+        if front:
+            self.waiting.appendleft(req)
+        else:
+            self.waiting.append(req)
 
     def _complete_decode(self, batch: list[Request]) -> None:
         step = self.v
