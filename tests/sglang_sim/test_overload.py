@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from loadtests.sglang_sim.tokenizer import encode
 from tests.sglang_sim.conftest import chat_body, sse_events
 
@@ -151,3 +153,33 @@ async def test_without_priority_scheduling_priority_is_ignored(sim):
         await client.post("/abort_request", json={"abort_all": True})
         for task in (first, second):
             assert (await task).json()["meta_info"]["finish_reason"]["type"] == "abort"
+
+
+@pytest.mark.parametrize("priority_scheduling", [False, True])
+async def test_lpm_serves_the_longest_cached_prefix_first_and_priority_before_it(sim, priority_scheduling):
+    config = {"sim_speedup": 1.0, "max_running_requests": 1, "schedule_policy": "lpm"}
+    async with sim(**config, enable_priority_scheduling=priority_scheduling) as (client, app):
+        sched = app.server.scheduler
+        cached = "a long shared document " * 40
+        await client.post("/generate", json={"text": cached, "sampling_params": {"max_new_tokens": 1}})
+        busy = {"text": "busy", "sampling_params": LONG}
+        tasks = [asyncio.create_task(client.post("/generate", json=busy))]
+        await _wait(lambda: len(sched.running) == 1)
+        for waiting, body in enumerate(
+            (
+                {"text": "unrelated words", "sampling_params": LONG},
+                {"text": cached + "and a question", "sampling_params": LONG},
+                {"text": "urgent but uncached", "sampling_params": LONG, "priority": 5},
+            ),
+            start=1,
+        ):
+            tasks.append(asyncio.create_task(client.post("/generate", json=body)))
+            await _wait(lambda n=waiting: len(sched.waiting) == n)
+        sched._order_waiting()
+        long_prompt = [len(r.prompt_ids) > 100 for r in sched.waiting]
+        if priority_scheduling:
+            assert sched.waiting[0].priority == 5 and long_prompt[1:] == [True, False]
+        else:
+            assert long_prompt[0] is True, "the cached prefix goes first; priority is ignored"
+        await client.post("/abort_request", json={"abort_all": True})
+        await asyncio.gather(*tasks)
