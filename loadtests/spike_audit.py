@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import models as m
 from backend.db.engine import create_engine, session_factory
@@ -69,17 +71,24 @@ def _id(value: object) -> uuid.UUID | None:
         return None
 
 
-async def in_flight(database_url: str) -> int:
-    """Assistant messages still queued or streaming."""
+@asynccontextmanager
+async def _session(database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on the run's database, its engine disposed of afterwards (the audit runs once)."""
     engine = create_engine(load_settings({}), url=database_url)
     try:
         async with session_factory(engine)() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(m.Message).where(m.Message.status.in_(IN_FLIGHT))
-            )
-            return int(count or 0)
+            yield session
     finally:
         await engine.dispose()
+
+
+async def in_flight(database_url: str) -> int:
+    """Assistant messages still queued or streaming."""
+    async with _session(database_url) as session:
+        count = await session.scalar(
+            select(func.count()).select_from(m.Message).where(m.Message.status.in_(IN_FLIGHT))
+        )
+        return int(count or 0)
 
 
 async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
@@ -111,30 +120,26 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
                 {"email": email, "route": route, "key": key, "user_messages": sorted(ids)}
             )
 
-    engine = create_engine(load_settings({}), url=database_url)
-    try:
-        async with session_factory(engine)() as session:
-            user_ids = set(await session.scalars(select(m.Message.id).where(m.Message.role == "user")))
-            rows = await session.execute(
-                select(m.Message.id, m.Message.status).where(m.Message.role == "assistant")
+    async with _session(database_url) as session:
+        user_ids = set(await session.scalars(select(m.Message.id).where(m.Message.role == "user")))
+        rows = await session.execute(
+            select(m.Message.id, m.Message.status).where(m.Message.role == "assistant")
+        )
+        answers = dict(rows.all())
+        duplicates = await session.execute(
+            select(m.Message.conversation_id, m.Message.parent_id, func.count())
+            .where(m.Message.role == "user")
+            .group_by(m.Message.conversation_id, m.Message.parent_id, m.Message.content)
+            .having(func.count() > 1)
+        )
+        for conversation_id, parent_id, count in duplicates:
+            result.duplicate_user_messages.append(
+                {
+                    "conversation_id": str(conversation_id),
+                    "parent_id": str(parent_id),
+                    "count": int(count),
+                }
             )
-            answers = dict(rows.all())
-            duplicates = await session.execute(
-                select(m.Message.conversation_id, m.Message.parent_id, func.count())
-                .where(m.Message.role == "user")
-                .group_by(m.Message.conversation_id, m.Message.parent_id, m.Message.content)
-                .having(func.count() > 1)
-            )
-            for conversation_id, parent_id, count in duplicates:
-                result.duplicate_user_messages.append(
-                    {
-                        "conversation_id": str(conversation_id),
-                        "parent_id": str(parent_id),
-                        "count": int(count),
-                    }
-                )
-    finally:
-        await engine.dispose()
 
     acknowledged_users: set[uuid.UUID] = set()
     for ack in acks:
@@ -156,22 +161,18 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
 async def answer_times(database_url: str) -> dict[str, dict[str, float]]:
     """When each answer was accepted, put on a worker and given its first token (epoch seconds), by
     assistant message id: the server's side of a turn's time to first token."""
-    engine = create_engine(load_settings({}), url=database_url)
-    try:
-        async with session_factory(engine)() as session:
-            rows = await session.execute(
-                select(
-                    m.Message.id, m.Message.created_at, m.Message.started_at, m.Message.first_token_at
-                ).where(m.Message.role == "assistant", m.Message.first_token_at.is_not(None))
+    async with _session(database_url) as session:
+        rows = await session.execute(
+            select(m.Message.id, m.Message.created_at, m.Message.started_at, m.Message.first_token_at).where(
+                m.Message.role == "assistant", m.Message.first_token_at.is_not(None)
             )
-            return {
-                str(message_id): {
-                    "accepted": created.timestamp(),
-                    "started": (started or created).timestamp(),
-                    "first_token": first.timestamp(),
-                }
-                for message_id, created, started, first in rows
-                if first is not None
+        )
+        return {
+            str(message_id): {
+                "accepted": created.timestamp(),
+                "started": (started or created).timestamp(),
+                "first_token": first.timestamp(),
             }
-    finally:
-        await engine.dispose()
+            for message_id, created, started, first in rows
+            if first is not None
+        }
