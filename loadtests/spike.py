@@ -260,7 +260,10 @@ class CpuMeter:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.processes: dict[int, psutil.Process] = {}
+        # Each process seen, with its part of the run (None: not ours), found once: a process's parents
+        # do not change, and walking them for every process every two seconds cost the orchestrator CPU
+        # on the machine it measures.
+        self.processes: dict[int, tuple[psutil.Process, str | None]] = {}
 
     def _group(self, process: psutil.Process) -> str | None:
         run = self.run
@@ -286,10 +289,12 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         used: Counter[str] = Counter()
         for process in psutil.process_iter():
-            group = self._group(process)
+            cached = self.processes.get(process.pid)
+            if cached is None or cached[0] != process:  # new, or its pid reused (psutil compares start times)
+                cached = self.processes[process.pid] = (process, self._group(process))
+            known, group = cached
             if group is None:
                 continue
-            known = self.processes.setdefault(process.pid, process)
             with contextlib.suppress(psutil.Error):
                 used[group] += known.cpu_percent() / 100  # the first reading of a process is 0.0
         used["machine"] = psutil.cpu_percent() / 100 * (psutil.cpu_count() or 1)
@@ -366,8 +371,8 @@ async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[st
             if isinstance(admission.get("degrade_level"), int | float):
                 levels.append(float(admission["degrade_level"]))
             # One replica's view of its share of the fleet: slots, turns holding them, turns waiting.
-            queue = (admission.get("queues") or {}).get(MODEL) or {}
-            row["replica_slots"] = {key: queue.get(key) for key in ("slots", "holding", "waiting")}
+            replica_queue = (admission.get("queues") or {}).get(MODEL) or {}
+            row["replica_slots"] = {key: replica_queue.get(key) for key in ("slots", "holding", "waiting")}
     for _ in range(2):
         with contextlib.suppress(httpx.HTTPError):
             text = (await http.get(f"{run.surge_url}/metrics")).text
