@@ -1,53 +1,75 @@
-"""``create_app(settings)``: the only place that wires Surge together."""
+"""``create_app(settings)``: the composition root, the only place that builds Surge's parts and wires them.
+
+::
+
+    build_components(settings)      every long-lived object of one process (nothing connects yet)
+      -> providers(components)      each domain's Litestar dependencies, by name
+      -> running(components)        one lifespan: start in order, stop in reverse
+      -> create_app(settings)       the Litestar app: public routes, and a router of the authenticated ones
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import httpx
 import redis.asyncio as aioredis
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
-from backend.accounts.auth import OPENAPI_COMPONENTS, BearerAuthMiddleware
+from backend.accounts.auth import BEARER, OPENAPI_COMPONENTS, Authenticator, BearerAuthMiddleware
+from backend.accounts.deps import account_providers
 from backend.accounts.firebase import FirebaseAuth
+from backend.accounts.limits import AuthRateLimits
 from backend.accounts.passwords import Passwords
-from backend.accounts.routes import AuthController, MeController
+from backend.accounts.routes import AuthController, MeController, log_out
 from backend.accounts.tokens import AccessTokens
+from backend.admin import admin_router
 from backend.admission.board import MemoryBoard, OverloadBoard, RedisBoard
+from backend.admission.client_ip import ClientIps
 from backend.admission.controller import AdmissionController
-from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from backend.admission.routes import my_usage, set_overload
+from backend.admission.deps import admission_providers
+from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, TurnRateLimit
+from backend.admission.routes import my_usage
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
+from backend.chat.deps import chat_providers
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
 from backend.chat.leases import LeaseKeeper
 from backend.chat.routes import TurnController, send_message
-from backend.chat.runner import Turn, TurnRunner
+from backend.chat.runner import TurnRunner
+from backend.chat.service import TurnService
+from backend.chat.store import TurnStore
 from backend.chat.titles import TitleWriter
+from backend.chat.turn import FinishedTurn
 from backend.chat.websocket import chat_socket
+from backend.conversations.deps import conversation_providers
 from backend.conversations.routes import ConversationController, ShareController
 from backend.db.base import new_id
 from backend.db.engine import alchemy_config, create_engine, session_factory
-from backend.deps import SHARED_DEPENDENCIES
+from backend.deps import shared_providers, singleton
 from backend.errors import EXCEPTION_HANDLERS
-from backend.firebase import build_firebase_app
+from backend.firebase import build_firebase_app, close_firebase_app
 from backend.inference.client import SGLangClient
+from backend.inference.deps import inference_providers
 from backend.inference.health import HealthMonitor
 from backend.inference.pool import WorkerPool
-from backend.inference.routes import fleet, list_models
+from backend.inference.routes import list_models
 from backend.observability.access_log import log_response, timing_middleware
 from backend.observability.health import (
+    ReadinessChecks,
     database_probe,
     healthz,
     inference_probe,
@@ -57,11 +79,11 @@ from backend.observability.health import (
 )
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
-from backend.push.dispatcher import push_lifespan
-from backend.push.fcm import build_sender
+from backend.push.deps import push_providers
+from backend.push.dispatcher import PushDispatcher
+from backend.push.fcm import PushSender, build_sender
 from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
-from backend.runtime import Runtime
 from backend.settings import Settings, load_settings
 
 SCALAR = ScalarRenderPlugin(path="/")
@@ -73,54 +95,90 @@ async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(SCALAR.render(request, request.app.openapi_schema.to_schema()), media_type=MediaType.HTML)
 
 
-async def notify_if_unattended(session: AsyncSession, turn: Turn, status: str, attached: bool) -> None:
+async def notify_if_unattended(session: AsyncSession, turn: FinishedTurn) -> None:
     """An answer finished while no client watched its stream: queue an "answer ready" push, in the
-    transaction that stores the answer (so it is sent exactly when the answer exists)."""
-    if status == "complete" and not attached:
+    transaction that stores the answer (so it is sent exactly when the answer exists). Chat knows nothing
+    of push; this is where the two meet."""
+    if turn.status == "complete" and not turn.attached:
         await enqueue_completion(
             session, user_id=turn.user_id, conversation_id=turn.conversation_id, message_id=turn.message_id
         )
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Every long-lived object of one process; nothing connects until the app starts."""
+@dataclass(eq=False)
+class Components:
+    """Every long-lived object of one process. Routes never see this: each domain's providers hand out
+    the pieces a route asks for by name; tests and operators may read it on ``app.state.components``."""
+
+    settings: Settings
+    replica_id: UUID
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: aioredis.Redis | None
+    # inference
+    sglang: SGLangClient
+    pool: WorkerPool
+    fleet: HealthMonitor
+    # admission
+    limiter: RateLimiter
+    admission: AdmissionController
+    client_ips: ClientIps
+    turn_rate_limit: TurnRateLimit
+    # chat
+    event_log: EventLog
+    control: ControlChannel
+    store: TurnStore
+    runner: TurnRunner
+    leases: LeaseKeeper
+    turns: TurnService
+    title_writer: TitleWriter | None
+    # accounts
+    passwords: Passwords
+    access_tokens: AccessTokens
+    authenticator: Authenticator
+    auth_limits: AuthRateLimits
+    # firebase-admin's App (None without any Firebase setting), Firebase sign-in, and where pushes go.
+    firebase_app: Any
+    firebase_auth: FirebaseAuth | None
+    push_sender: PushSender
+    dispatcher: PushDispatcher | None
+    readiness: ReadinessChecks
+
+
+def build_components(settings: Settings) -> Components:
+    """Build every long-lived object of one process; nothing connects until :func:`running` starts it."""
     engine = create_engine(settings)
     sessions = session_factory(engine)
     replica_id = new_id()
+    prefix = settings.redis.key_prefix
     redis = aioredis.Redis.from_url(settings.redis.url, max_connections=200) if settings.redis.url else None
     event_log: EventLog
     control: ControlChannel
+    limiter: RateLimiter
+    board: OverloadBoard
     if redis is not None:
-        event_log = RedisEventLog(
-            redis, ttl_s=settings.chat.event_log_ttl_s, prefix=settings.redis.key_prefix
+        event_log = RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s, prefix=prefix)
+        control = RedisControlChannel(redis, channel=f"{prefix}:control:cancel")
+        limiter = RedisRateLimiter(redis, prefix=f"{prefix}:rl:")
+        # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
+        board = RedisBoard(
+            redis, fresh_s=max(5.0, 5 * settings.admission.interval_s), prefix=f"{prefix}:overload:"
         )
-        control = RedisControlChannel(redis, channel=f"{settings.redis.key_prefix}:control:cancel")
     else:
         event_log = MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s)
         control = LocalControlChannel()
-    http = httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0, connect=5.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-    )
+        limiter, board = MemoryRateLimiter(), MemoryBoard()
+
     pool = WorkerPool.from_settings(settings.inference)
     sglang = SGLangClient()
-    rate_limiter: RateLimiter
-    board: OverloadBoard
-    if redis is not None:
-        rate_limiter = RedisRateLimiter(redis, prefix=f"{settings.redis.key_prefix}:rl:")
-        # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
-        board = RedisBoard(
-            redis,
-            fresh_s=max(5.0, 5 * settings.admission.interval_s),
-            prefix=f"{settings.redis.key_prefix}:overload:",
-        )
-    else:
-        rate_limiter, board = MemoryRateLimiter(), MemoryBoard()
     admission = AdmissionController(
-        pool=pool, settings=settings.admission, board=board, replica_id=replica_id, limiter=rate_limiter
+        pool=pool, settings=settings.admission, board=board, replica_id=replica_id, limiter=limiter
     )
+    store = TurnStore(sessions, event_log)
+    store.finishers.append(notify_if_unattended)
     runner = TurnRunner(
         sessions=sessions,
+        store=store,
         event_log=event_log,
         pool=pool,
         client=sglang,
@@ -129,73 +187,136 @@ def build_runtime(settings: Settings) -> Runtime:
         shutdown_grace_s=settings.server.shutdown_grace_s,
         admission=admission,
     )
-    runner.finishers.append(notify_if_unattended)
+    title_writer = None
     if settings.chat.auto_titles:
-        runner.on_complete.append(TitleWriter(sessions=sessions, pool=pool, client=sglang).after_turn)
-    runtime = Runtime(
+        title_writer = TitleWriter(sessions=sessions, pool=pool, client=sglang)
+        runner.on_complete.append(title_writer.after_turn)
+
+    access_tokens = AccessTokens(settings.auth)
+    firebase_app = build_firebase_app(settings)
+    firebase_auth = None
+    if firebase_app is not None and firebase_app.project_id:
+        firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
+    push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
+
+    readiness: ReadinessChecks = {"database": database_probe(engine)}
+    if redis is not None:
+        readiness["redis"] = redis_probe(redis)
+    for spec in settings.inference.models:
+        readiness[f"model:{spec.id}"] = inference_probe(pool, spec.id)
+
+    return Components(
         settings=settings,
         replica_id=replica_id,
         engine=engine,
         sessions=sessions,
-        passwords=Passwords(settings.auth),
-        access_tokens=AccessTokens(settings.auth),
-        rate_limiter=rate_limiter,
         redis=redis,
-        http=http,
+        sglang=sglang,
+        pool=pool,
+        fleet=HealthMonitor(pool, sglang, settings.inference),
+        limiter=limiter,
+        admission=admission,
+        client_ips=ClientIps(settings.auth.trusted_proxies),
+        turn_rate_limit=TurnRateLimit(limiter, settings.admission),
         event_log=event_log,
         control=control,
-        pool=pool,
-        sglang=sglang,
+        store=store,
         runner=runner,
-        fleet=HealthMonitor(pool, sglang, settings.inference),
         leases=LeaseKeeper(
-            settings=settings, sessions=sessions, event_log=event_log, runner=runner, replica_id=replica_id
+            settings=settings,
+            sessions=sessions,
+            store=store,
+            event_log=event_log,
+            runner=runner,
+            replica_id=replica_id,
         ),
-        admission=admission,
-        trusted_proxies=frozenset(
-            proxy.strip() for proxy in settings.auth.trusted_proxies.split(",") if proxy.strip()
+        turns=TurnService(
+            sessions=sessions,
+            settings=settings,
+            admission=admission,
+            runner=runner,
+            store=store,
+            event_log=event_log,
+            control=control,
+            replica_id=replica_id,
         ),
+        title_writer=title_writer,
+        passwords=Passwords(settings.auth),
+        access_tokens=access_tokens,
+        authenticator=Authenticator(access_tokens, engine),
+        auth_limits=AuthRateLimits(limiter, settings.auth, settings.firebase),
+        firebase_app=firebase_app,
+        firebase_auth=firebase_auth,
+        push_sender=push_sender,
+        dispatcher=PushDispatcher(sessions, push_sender, settings.push)
+        if settings.push.dispatcher_enabled
+        else None,
+        readiness=readiness,
     )
-    runtime.readiness["database"] = database_probe(runtime)
-    if redis is not None:
-        runtime.readiness["redis"] = redis_probe(redis)
-    for spec in settings.inference.models:
-        runtime.readiness[f"model:{spec.id}"] = inference_probe(pool, spec.id)
-    firebase_app = build_firebase_app(settings)
-    if firebase_app is not None:
-        runtime.firebase_app = firebase_app
-        if firebase_app.project_id:
-            runtime.firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
-    runtime.push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
-    return runtime
 
 
 @asynccontextmanager
-async def running(runtime: Runtime) -> AsyncIterator[None]:
-    """Start the background parts of a replica, and stop them in reverse order."""
-    await runtime.event_log.start()
-    await runtime.fleet.start()
+async def running(c: Components) -> AsyncIterator[None]:
+    """Start the parts of a replica in order and stop them in reverse, whatever fails on the way.
 
-    async def cancel_here(turn_id: UUID) -> None:
-        await runtime.runner.cancel(turn_id)
+    Leases start before the runner and stop after it: a stopping runner lets its turns finish for the
+    grace period, and their leases must be renewed meanwhile."""
+    async with contextlib.AsyncExitStack() as stack:
+        # Resources, released last.
+        stack.push_async_callback(c.engine.dispose)
+        if c.redis is not None:
+            stack.push_async_callback(c.redis.aclose)
+        stack.push_async_callback(c.sglang.close)
+        if c.firebase_app is not None:
+            stack.push_async_callback(close_firebase_app, c.firebase_app)
+        stack.push_async_callback(c.push_sender.aclose)
+        # Background work, stopped first.
+        await c.event_log.start()
+        stack.push_async_callback(c.event_log.close)
+        await c.fleet.start()
+        stack.push_async_callback(c.fleet.close)
 
-    await runtime.control.start(cancel_here)
-    await runtime.runner.start_checkpoints()
-    await runtime.leases.start()
-    await runtime.admission.start()
-    try:
+        async def cancel_here(turn_id: UUID) -> None:
+            await c.runner.cancel(turn_id)
+
+        await c.control.start(cancel_here)
+        stack.push_async_callback(c.control.close)
+        await c.leases.start()
+        stack.push_async_callback(c.leases.close)
+        if c.title_writer is not None:
+            stack.push_async_callback(c.title_writer.close)  # after the runner: its last turns title
+        await c.runner.start_checkpoints()
+        stack.push_async_callback(c.runner.shutdown)
+        await c.admission.start()
+        stack.push_async_callback(c.admission.close)
+        if c.dispatcher is not None:
+            c.dispatcher.start()
+            stack.push_async_callback(c.dispatcher.stop)
         yield
-    finally:
-        await runtime.admission.close()
-        await runtime.runner.shutdown()
-        await runtime.leases.close()
-        await runtime.fleet.close()
-        await runtime.control.close()
-        await runtime.event_log.close()
-        await runtime.http.aclose()
-        await runtime.sglang.close()
-        if runtime.redis is not None:
-            await runtime.redis.aclose()
+
+
+def providers(c: Components) -> dict[str, Provide]:
+    """Every domain's dependencies, by the names its routes ask for."""
+    return {
+        **shared_providers(c.settings),
+        "readiness": singleton(c.readiness),
+        **account_providers(
+            passwords=c.passwords,
+            access_tokens=c.access_tokens,
+            authenticator=c.authenticator,
+            firebase_auth=c.firebase_auth,
+            auth_limits=c.auth_limits,
+        ),
+        **admission_providers(
+            admission=c.admission,
+            client_ips=c.client_ips,
+            turn_rate_limit=c.turn_rate_limit,
+        ),
+        **inference_providers(pool=c.pool),
+        **chat_providers(turns=c.turns, event_log=c.event_log),
+        **conversation_providers(),
+        **push_providers(),
+    }
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -204,16 +325,29 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if problems:
         raise SystemExit("Surge cannot start:\n  - " + "\n  - ".join(problems))
     configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
-    runtime = build_runtime(settings)
+    components = build_components(settings)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        try:
-            async with running(runtime):
-                yield
-        finally:
-            await runtime.engine.dispose()
+        async with running(components):
+            yield
 
+    # The routes that need an access token, under one router that declares the bearer security once.
+    authenticated = Router(
+        path="/",
+        security=BEARER,
+        route_handlers=[
+            log_out,
+            MeController,
+            my_usage,
+            ConversationController,
+            TurnController,
+            send_message,
+            list_models,
+            DeviceController,
+            admin_router(),
+        ],
+    )
     http_metrics = PrometheusConfig(
         app_name="surge",
         prefix="surge_http",
@@ -227,31 +361,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
             metrics,
             docs,
             AuthController,
-            MeController,
-            ConversationController,
             ShareController,
-            TurnController,
-            send_message,
-            chat_socket,
-            list_models,
-            fleet,
-            my_usage,
-            set_overload,
-            DeviceController,
+            chat_socket,  # authenticates with its first frame (API.md, WebSocket)
+            authenticated,
         ],
-        dependencies=SHARED_DEPENDENCIES,
-        plugins=[SQLAlchemyPlugin(config=alchemy_config(runtime.engine))],
+        dependencies=providers(components),
+        plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine))],
         middleware=[
             timing_middleware,
             http_metrics.middleware,
-            DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/docs"]),
+            DefineMiddleware(
+                BearerAuthMiddleware, authenticator=components.authenticator, exclude=["^/schema", "^/docs"]
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
-        lifespan=[lifespan, push_lifespan(runtime)],
-        state=State({"runtime": runtime}),
+        lifespan=[lifespan],
+        state=State({"components": components}),
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Surge API",

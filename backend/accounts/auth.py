@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from uuid import UUID
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp
 from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.accounts.tokens import AccessTokens
 from backend.db import models as m
 from backend.errors import Forbidden, Unauthorized
-
-if TYPE_CHECKING:
-    from backend.runtime import Runtime
 
 SECURITY_SCHEME = "BearerToken"
 OPENAPI_COMPONENTS = Components(
@@ -29,7 +30,8 @@ OPENAPI_COMPONENTS = Components(
 )
 
 
-# The OpenAPI security requirement of every route that needs a token (the others are public).
+# The OpenAPI security requirement of every route that needs a token, declared once on the router that
+# holds them (backend.app); public routes live outside it and say ``exclude_from_auth=True``.
 BEARER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
 
 
@@ -46,28 +48,47 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token.strip()
 
 
-async def authenticate_token(runtime: Runtime, token: str | None) -> m.User:
+class Authenticator:
     """The user behind an access token, looked up each time so that a deleted account stops at once."""
-    user_id = runtime.access_tokens.user_id(token) if token else None
-    if user_id is None:
-        raise Unauthorized()
-    # A connection of its own, not the request's session (which may live as long as an SSE stream), and a
-    # plain row rather than an ORM load: this runs on every request.
-    async with runtime.engine.connect() as connection:
-        row = (await connection.execute(_USER_BY_ID, {"user_id": user_id})).first()
-    if row is None:
-        raise Unauthorized()
-    return m.User(
-        id=row.id, email=row.email, display_name=row.display_name, tier=row.tier, created_at=row.created_at
-    )
+
+    def __init__(self, access_tokens: AccessTokens, engine: AsyncEngine) -> None:
+        self.access_tokens = access_tokens
+        self.engine = engine
+
+    async def user(self, token: str | None) -> m.User:
+        user_id = self.access_tokens.user_id(token) if token else None
+        if user_id is None:
+            raise Unauthorized()
+        return await self.user_by_id(user_id)
+
+    async def user_by_id(self, user_id: UUID) -> m.User:
+        """The account, if it still exists (a socket checks before each turn it starts)."""
+        # A connection of its own, not the request's session (which may live as long as an SSE stream),
+        # and a plain row rather than an ORM load: this runs on every request.
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(_USER_BY_ID, {"user_id": user_id})).first()
+        if row is None:
+            raise Unauthorized()
+        return m.User(
+            id=row.id,
+            email=row.email,
+            display_name=row.display_name,
+            tier=row.tier,
+            created_at=row.created_at,
+        )
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Every route not marked ``exclude_from_auth`` needs a valid access token."""
+
+    def __init__(self, app: ASGIApp, *, authenticator: Authenticator, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.authenticator = authenticator
+
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        runtime: Runtime = connection.app.state.runtime
-        user = await authenticate_token(runtime, bearer_token(connection))
+        user = await self.authenticator.user(bearer_token(connection))
         return AuthenticationResult(user=user, auth=None)
 
 

@@ -4,15 +4,12 @@ No ``from __future__ import annotations`` here: Litestar would resolve the strin
 signature namespace, where Advanced Alchemy registers SQLAlchemy's Session, not ours.
 """
 
-from typing import Any
-
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, delete, get, patch, post
 from litestar.params import JSONBody
 from litestar.response import Response
 
-from backend.accounts.auth import BEARER
+from backend.accounts.deps import Accounts, AuthLimits
 from backend.accounts.export import export_account
 from backend.accounts.schemas import (
     FirebaseSession,
@@ -24,11 +21,10 @@ from backend.accounts.schemas import (
     User,
     UserUpdate,
 )
-from backend.accounts.service import AccountService, IssuedTokens, normalise_email
-from backend.admission.client_ip import client_ip
-from backend.admission.ratelimit import RateLimit, enforce
+from backend.accounts.service import IssuedTokens
+from backend.admission.deps import Admission, ClientIp
 from backend.db import models as m
-from backend.deps import CurrentUser, DbSession, RuntimeDep
+from backend.deps import CurrentUser, DbSession
 from backend.errors import (
     Conflict,
     NotFound,
@@ -38,16 +34,6 @@ from backend.errors import (
     UpstreamUnavailable,
     error_responses,
 )
-
-
-def provide_account_service(db_session: DbSession, runtime: RuntimeDep) -> AccountService:
-    return AccountService(
-        db_session,
-        settings=runtime.settings.auth,
-        passwords=runtime.passwords,
-        access_tokens=runtime.access_tokens,
-        firebase=runtime.firebase_auth,
-    )
 
 
 def to_user(user: m.User) -> User:
@@ -97,9 +83,10 @@ project of `SURGE_FCM_CREDENTIALS_FILE`)."""
 
 
 class AuthController(Controller):
+    """The public half of ``/v1/auth``: getting a session. (Logging out needs one: ``log_out``.)"""
+
     path = "/v1/auth"
     tags = ["Accounts"]
-    dependencies = {"accounts": Provide(provide_account_service, sync_to_thread=False)}
 
     @post(
         "/signup",
@@ -111,18 +98,14 @@ class AuthController(Controller):
     )
     async def sign_up(
         self,
-        request: Request[Any, Any, Any],
         data: JSONBody[SignupRequest],
-        accounts: NamedDependency[AccountService],
-        runtime: RuntimeDep,
+        accounts: Accounts,
+        admission: Admission,
+        auth_limits: AuthLimits,
+        client_ip: ClientIp,
     ) -> Session:
-        await runtime.admission.admit_signup()
-        limits = runtime.settings.auth
-        await enforce(
-            runtime.rate_limiter,
-            RateLimit("signup_ip", limits.signup_per_ip_per_hour, 3600),
-            client_ip(request, runtime.trusted_proxies),
-        )
+        await admission.admit_signup()
+        await auth_limits.signup(client_ip)
         return to_session(await accounts.sign_up(data.email, data.password, data.display_name))
 
     @post(
@@ -133,25 +116,9 @@ class AuthController(Controller):
         responses=error_responses(Unauthorized, RateLimited),
     )
     async def log_in(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[LoginRequest],
-        accounts: NamedDependency[AccountService],
-        runtime: RuntimeDep,
+        self, data: JSONBody[LoginRequest], accounts: Accounts, auth_limits: AuthLimits, client_ip: ClientIp
     ) -> Session:
-        limits = runtime.settings.auth
-        await enforce(
-            runtime.rate_limiter,
-            RateLimit("login_ip", limits.login_per_ip_per_10min, 600),
-            client_ip(request, runtime.trusted_proxies),
-        )
-        # Per email too: carrier-grade NAT makes the IP limit generous, guessing one account's password
-        # from many IPs must still be slow.
-        await enforce(
-            runtime.rate_limiter,
-            RateLimit("login_email", limits.login_per_email_per_10min, 600),
-            normalise_email(data.email),
-        )
+        await auth_limits.login(client_ip, data.email)
         return to_session(await accounts.log_in(data.email, data.password))
 
     @post(
@@ -166,18 +133,15 @@ class AuthController(Controller):
     )
     async def firebase_sign_in(
         self,
-        request: Request[Any, Any, Any],
         data: JSONBody[FirebaseSignIn],
-        accounts: NamedDependency[AccountService],
-        runtime: RuntimeDep,
+        accounts: Accounts,
+        admission: Admission,
+        auth_limits: AuthLimits,
+        client_ip: ClientIp,
     ) -> FirebaseSession:
-        await enforce(
-            runtime.rate_limiter,
-            RateLimit("firebase_ip", runtime.settings.firebase.signin_per_ip_per_10min, 600),
-            client_ip(request, runtime.trusted_proxies),
-        )
+        await auth_limits.firebase(client_ip)
         issued, created = await accounts.sign_in_with_firebase(
-            data.id_token, before_create=runtime.admission.admit_signup
+            data.id_token, before_create=admission.admit_signup
         )
         return to_firebase_session(issued, created)
 
@@ -189,38 +153,28 @@ class AuthController(Controller):
         responses=error_responses(Unauthorized, RateLimited),
     )
     async def refresh(
-        self, data: JSONBody[RefreshRequest], accounts: NamedDependency[AccountService], runtime: RuntimeDep
+        self, data: JSONBody[RefreshRequest], accounts: Accounts, auth_limits: AuthLimits
     ) -> Session:
         family_id = await accounts.family_of(data.refresh_token)
         if family_id is not None:
-            await enforce(
-                runtime.rate_limiter,
-                RateLimit("refresh_family", runtime.settings.auth.refresh_per_family_per_10min, 600),
-                str(family_id),
-            )
+            await auth_limits.refresh(family_id)
         return to_session(await accounts.refresh(data.refresh_token))
 
-    @post(
-        "/logout",
-        status_code=204,
-        security=BEARER,
-        summary="Revoke this login's refresh tokens",
-        responses=error_responses(Unauthorized),
-    )
-    async def log_out(
-        self,
-        data: JSONBody[RefreshRequest],
-        accounts: NamedDependency[AccountService],
-        current_user: CurrentUser,
-    ) -> None:
-        await accounts.log_out(current_user, data.refresh_token)
+
+@post(
+    "/v1/auth/logout",
+    status_code=204,
+    tags=["Accounts"],
+    summary="Revoke this login's refresh tokens",
+    responses=error_responses(Unauthorized),
+)
+async def log_out(data: JSONBody[RefreshRequest], accounts: Accounts, current_user: CurrentUser) -> None:
+    await accounts.log_out(current_user, data.refresh_token)
 
 
 class MeController(Controller):
     path = "/v1/me"
     tags = ["Accounts"]
-    security = BEARER
-    dependencies = {"accounts": Provide(provide_account_service, sync_to_thread=False)}
 
     @get("/", summary="The signed-in user", responses=error_responses(Unauthorized))
     async def get_me(self, current_user: CurrentUser) -> User:
@@ -228,7 +182,7 @@ class MeController(Controller):
 
     @patch("/", summary="Change the display name", responses=error_responses(Unauthorized))
     async def update_me(
-        self, data: JSONBody[UserUpdate], accounts: NamedDependency[AccountService], current_user: CurrentUser
+        self, data: JSONBody[UserUpdate], accounts: Accounts, current_user: CurrentUser
     ) -> User:
         changes = {
             name: getattr(data, name)
@@ -243,7 +197,7 @@ class MeController(Controller):
         summary="Erase the account and everything it owns",
         responses=error_responses(Unauthorized),
     )
-    async def delete_me(self, accounts: NamedDependency[AccountService], current_user: CurrentUser) -> None:
+    async def delete_me(self, accounts: Accounts, current_user: CurrentUser) -> None:
         await accounts.delete_account(current_user.id)
 
     @get(

@@ -7,14 +7,20 @@ from typing import Any
 from litestar.connection import ASGIConnection
 
 
-def client_ip(connection: ASGIConnection[Any, Any, Any, Any], trusted_proxies: frozenset[str]) -> str:
-    peer = connection.client.host if connection.client else "unknown"
-    if peer not in trusted_proxies:
+class ClientIps:
+    """Finds the address a request came from, behind the proxies named in ``SURGE_TRUSTED_PROXIES``."""
+
+    def __init__(self, trusted_proxies: str) -> None:
+        self.trusted = frozenset(proxy.strip() for proxy in trusted_proxies.split(",") if proxy.strip())
+
+    def of(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        peer = connection.client.host if connection.client else "unknown"
+        if peer not in self.trusted:
+            return peer
+        forwarded = connection.headers.get("x-forwarded-for", "")
+        # Walk from the nearest hop outwards and stop at the first address that is not one of our proxies:
+        # everything further left was written by the client and cannot be trusted.
+        for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+            if hop not in self.trusted:
+                return hop
         return peer
-    forwarded = connection.headers.get("x-forwarded-for", "")
-    # Walk from the nearest hop outwards and stop at the first address that is not one of our proxies:
-    # everything further left was written by the client and cannot be trusted.
-    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-        if hop not in trusted_proxies:
-            return hop
-    return peer

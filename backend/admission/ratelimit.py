@@ -137,9 +137,15 @@ async def enforce(limiter: RateLimiter, rule: RateLimit, key: str) -> None:
         raise RateLimited(retry_after_s=max(1.0, math.ceil(decision.retry_after_s)))
 
 
-async def enforce_turn_rate(
-    limiter: RateLimiter, settings: AdmissionSettings, user_id: UUID, ip: str
-) -> None:
-    """The message routes' limits: turns started per user and per client IP, per minute."""
-    await enforce(limiter, RateLimit("turns_user", settings.messages_per_user_per_min, 60), str(user_id))
-    await enforce(limiter, RateLimit("turns_ip", settings.messages_per_ip_per_min, 60), ip)
+class TurnRateLimit:
+    """The message routes' limits (HTTP and WebSocket alike): turns started per user and per client IP,
+    per minute."""
+
+    def __init__(self, limiter: RateLimiter, settings: AdmissionSettings) -> None:
+        self.limiter = limiter
+        self.per_user = RateLimit("turns_user", settings.messages_per_user_per_min, 60)
+        self.per_ip = RateLimit("turns_ip", settings.messages_per_ip_per_min, 60)
+
+    async def check(self, user_id: UUID, ip: str) -> None:
+        await enforce(self.limiter, self.per_user, str(user_id))
+        await enforce(self.limiter, self.per_ip, ip)

@@ -12,7 +12,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 from uuid import UUID
 
 import msgspec
@@ -25,6 +25,8 @@ from backend.chat.events import TurnEvent, encode_data
 HEARTBEAT_S = 15.0
 
 
+# Checkable: Litestar checks each dependency a route declares against its annotation.
+@runtime_checkable
 class EventLog(Protocol):
     async def append(self, turn_id: UUID, event: str, data: Any) -> TurnEvent:
         """Add the next event (single writer per turn); a terminal event starts the log's expiry."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 from uuid import UUID
 
@@ -29,6 +30,18 @@ class TurnEvent(msgspec.Struct, frozen=True):
 
     def payload(self) -> Any:
         return msgspec.json.decode(self.data)
+
+
+def text_from_events(events: Iterable[TurnEvent]) -> tuple[str, str | None]:
+    """The answer and the reasoning (None if there was none) that a log's deltas add up to."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    for event in events:
+        if event.event == "content":
+            content.append(event.payload()["delta"])
+        elif event.event == "reasoning":
+            reasoning.append(event.payload()["delta"])
+    return "".join(content), "".join(reasoning) or None
 
 
 def encode_data(data: Any) -> msgspec.Raw:

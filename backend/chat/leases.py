@@ -21,7 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.tiers import tier_limits
 from backend.chat.event_log import EventLog
-from backend.chat.runner import Turn, TurnRunner
+from backend.chat.events import text_from_events
+from backend.chat.runner import TurnRunner
+from backend.chat.store import TurnStore
+from backend.chat.turn import Turn, TurnEnding, TurnFailed
 from backend.db import models as m
 from backend.observability import metrics
 from backend.settings import Settings
@@ -39,6 +42,7 @@ class LeaseKeeper:
         *,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
+        store: TurnStore,
         event_log: EventLog,
         runner: TurnRunner,
         replica_id: UUID,
@@ -46,6 +50,7 @@ class LeaseKeeper:
         self.settings = settings
         self.chat = settings.chat
         self.sessions = sessions
+        self.store = store
         self.event_log = event_log
         self.runner = runner
         self.replica_id = replica_id
@@ -143,13 +148,8 @@ class LeaseKeeper:
     async def sweep(self, *, everything: bool = False) -> int:
         """Settle turns whose lease lapsed (or, alone on the database, every unfinished turn)."""
         now = datetime.now(UTC)
-        condition = [m.Message.status.in_(m.ACTIVE_STATUSES), m.Message.role == "assistant"]
-        if not everything:
-            condition.append(m.Message.lease_expires_at < now)
-        async with self.sessions() as session:
-            lapsed = list(await session.scalars(select(m.Message.id).where(*condition).limit(200)))
         settled = 0
-        for turn_id in lapsed:
+        for turn_id in await self.store.lapsed(now, everything=everything):
             if turn_id in self.runner.running:
                 continue
             if await self._settle(turn_id, now=now, everything=everything):
@@ -157,80 +157,46 @@ class LeaseKeeper:
         return settled
 
     async def _settle(self, turn_id: UUID, *, now: datetime, everything: bool) -> bool:
-        claim = [m.Message.id == turn_id, m.Message.status.in_(m.ACTIVE_STATUSES)]
-        if not everything:
-            claim.append(m.Message.lease_expires_at < now)
-        async with self.sessions() as session:
-            claimed = await session.execute(
-                update(m.Message)
-                .where(*claim)
-                .values(
-                    lease_owner=self.replica_id,
-                    lease_expires_at=now + timedelta(seconds=self.chat.lease_ttl_s),
-                )
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return False  # another replica got there first
-            await session.commit()
-            message = await session.get(m.Message, turn_id)
-            conversation = await session.get(m.Conversation, message.conversation_id) if message else None
-            owner = await session.get(m.User, conversation.user_id) if conversation else None
-        if message is None or conversation is None or message.parent_id is None:
+        claimed = await self.store.claim(
+            turn_id, self.replica_id, now=now, ttl_s=self.chat.lease_ttl_s, everything=everything
+        )
+        if claimed is None:
+            return False  # another replica got there first
+        message, conversation = claimed
+        if message.parent_id is None:
             return False
         events = await self.event_log.read(turn_id)
-        deltas = [event for event in events if event.event in ("reasoning", "content")]
-        streamed = bool(deltas or message.content or message.reasoning or message.first_token_at)
+        content, reasoning = text_from_events(events)
+        streamed = bool(
+            content or reasoning or message.content or message.reasoning or message.first_token_at
+        )
         model = self.settings.inference.model(message.model or "")
         if not streamed and model is not None and message.attempts < self.chat.upstream_attempts:
             logger.info("re-running a turn whose replica went away", extra={"turn": str(turn_id)})
             metrics.TURNS_RECOVERED.labels("rerun").inc()
-            limits = tier_limits(self.settings.tiers, owner.tier if owner else "free")
+            async with self.sessions() as session:
+                tier = await session.scalar(select(m.User.tier).where(m.User.id == conversation.user_id))
+            limits = tier_limits(self.settings.tiers, tier or "free")
             self.runner.start(
-                Turn(
-                    message_id=message.id,
-                    user_message_id=message.parent_id,
-                    conversation_id=message.conversation_id,
-                    user_id=conversation.user_id,
-                    model=model,
-                    thinking=bool(message.thinking),
-                    max_tokens=message.max_tokens or model.max_output_tokens,
-                    accepted_at=message.created_at,
-                    attempts=message.attempts,
-                    priority=limits.priority,
-                    paying=limits.paying,
-                )
+                Turn.from_message(message, user_id=conversation.user_id, model=model, limits=limits)
             )
             return True
-        await self._fail(message, deltas=[(e.event, e.payload()["delta"]) for e in deltas])
-        return True
-
-    async def _fail(self, message: m.Message, *, deltas: list[tuple[str, str]]) -> None:
-        """End an interrupted turn with whatever text had reached the user."""
-        if deltas:
-            content = "".join(text for kind, text in deltas if kind == "content")
-            reasoning = "".join(text for kind, text in deltas if kind == "reasoning") or None
-        else:
+        if not (content or reasoning):
+            # Nothing in the event log (expired, or the embedded default restarting): the last checkpoint.
             content, reasoning = message.content, message.reasoning
-        error_message = "The answer was interrupted; regenerate it to try again."
-        async with self.sessions() as session:
-            result = await session.execute(
-                update(m.Message)
-                .where(m.Message.id == message.id, m.Message.lease_owner == self.replica_id)
-                .values(
-                    status="failed",
-                    finish_reason="error",
-                    content=content,
-                    reasoning=reasoning,
-                    error_code="interrupted",
-                    error_message=error_message,
-                    completed_at=datetime.now(UTC),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-            await session.commit()
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        stored = await self.store.finish(
+            turn_id,
+            TurnEnding(
+                status="failed",
+                finish_reason="error",
+                content=content,
+                reasoning=reasoning,
+                failure=TurnFailed("interrupted", "The answer was interrupted; regenerate it to try again."),
+            ),
+            conversation_id=conversation.id,
+            user_id=conversation.user_id,
+            owner=self.replica_id,
+        )
+        if stored is not None:
             metrics.TURNS_RECOVERED.labels("failed").inc()
-            await self.event_log.append(
-                message.id, "error", {"code": "interrupted", "message": error_message}
-            )
+        return True

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post, put
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, Response, get, post, put
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
-from backend.accounts.auth import BEARER
+from backend.admission.deps import ClientIp, TurnRate
+from backend.chat.deps import EventLogDep, Turns
+from backend.chat.event_log import EventLog
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
-from backend.chat.service import AcceptedTurn, TurnService
+from backend.chat.service import AcceptedTurn, AnswerRequest, TurnRequest
 from backend.chat.stream import parse_after, sse_response
 from backend.conversations.schemas import Message, message_view
-from backend.deps import CurrentUser, DbSession, RuntimeDep
+from backend.deps import CurrentUser
 from backend.errors import (
     Conflict,
     NotFound,
@@ -54,10 +55,6 @@ EVENT_STREAM_DOC = ResponseSpec(
 )
 
 
-def provide_turn_service(db_session: DbSession, runtime: RuntimeDep) -> TurnService:
-    return runtime.turn_service(db_session)
-
-
 def turn_created(accepted: AcceptedTurn) -> TurnCreated:
     return TurnCreated(
         user_message=message_view(accepted.user_message),
@@ -65,14 +62,13 @@ def turn_created(accepted: AcceptedTurn) -> TurnCreated:
     )
 
 
-def answer(runtime: RuntimeDep, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
+def answer(event_log: EventLog, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
     created = turn_created(accepted)
     if stream:
-        return sse_response(runtime.event_log, accepted.assistant_message, 0, opening=("turn", created))
+        return sse_response(event_log, accepted.assistant_message, 0, opening=("turn", created))
     return Response(created, status_code=202)
 
 
-TURN_SERVICE = {"turns": Provide(provide_turn_service, sync_to_thread=False)}
 TURN_ERRORS = error_responses(
     Unauthorized,
     NotFound,
@@ -90,8 +86,6 @@ TURN_ERRORS = error_responses(
 @post(
     "/v1/conversations/{conversation_id:uuid}/messages",
     tags=["Turns"],
-    security=BEARER,
-    dependencies=TURN_SERVICE,
     summary="Send a message; the answer is generated whether or not this connection stays",
     description="`stream: false` answers 202 with both messages; `stream: true` answers 200 "
     "`text/event-stream` whose first event is `turn` (the same object), then the answer's events.",
@@ -99,23 +93,25 @@ TURN_ERRORS = error_responses(
     responses={**TURN_ERRORS, 200: EVENT_STREAM_DOC},
 )
 async def send_message(
-    request: Request[Any, Any, Any],
     conversation_id: FromPath[UUID],
     data: JSONBody[SendMessage],
-    turns: NamedDependency[TurnService],
+    turns: Turns,
+    event_log: EventLogDep,
     current_user: CurrentUser,
-    runtime: RuntimeDep,
+    turn_rate_limit: TurnRate,
+    client_ip: ClientIp,
     idempotency_key: IdempotencyKey = None,
 ) -> Response[TurnCreated] | Stream:
-    await runtime.limit_turn_rate(current_user.id, request)
-    accepted = await turns.send(current_user, conversation_id, data, idempotency_key)
-    return answer(runtime, accepted, data.stream)
+    await turn_rate_limit.check(current_user.id, client_ip)
+    request = TurnRequest(
+        content=data.content, parent_id=data.parent_id, model=data.model, thinking=data.thinking
+    )
+    accepted = await turns.send(current_user, conversation_id, request, idempotency_key)
+    return answer(event_log, accepted, data.stream)
 
 
 class TurnController(Controller):
     tags = ["Turns"]
-    security = BEARER
-    dependencies = TURN_SERVICE
 
     @post(
         "/v1/messages/{message_id:uuid}/regenerate",
@@ -125,17 +121,19 @@ class TurnController(Controller):
     )
     async def regenerate(
         self,
-        request: Request[Any, Any, Any],
         message_id: FromPath[UUID],
         data: JSONBody[Regenerate],
-        turns: NamedDependency[TurnService],
+        turns: Turns,
+        event_log: EventLogDep,
         current_user: CurrentUser,
-        runtime: RuntimeDep,
+        turn_rate_limit: TurnRate,
+        client_ip: ClientIp,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[TurnCreated] | Stream:
-        await runtime.limit_turn_rate(current_user.id, request)
-        accepted = await turns.regenerate(current_user, message_id, data, idempotency_key)
-        return answer(runtime, accepted, data.stream)
+        await turn_rate_limit.check(current_user.id, client_ip)
+        request = AnswerRequest(model=data.model, thinking=data.thinking)
+        accepted = await turns.regenerate(current_user, message_id, request, idempotency_key)
+        return answer(event_log, accepted, data.stream)
 
     @get(
         "/v1/messages/{message_id:uuid}",
@@ -143,10 +141,9 @@ class TurnController(Controller):
         responses=error_responses(Unauthorized, NotFound),
     )
     async def get_message(
-        self, message_id: FromPath[UUID], turns: NamedDependency[TurnService], current_user: CurrentUser
+        self, message_id: FromPath[UUID], turns: Turns, current_user: CurrentUser
     ) -> Message:
-        message = await turns.owned_message(current_user.id, message_id)
-        return message_view(await turns.with_live_text(message))
+        return message_view(await turns.message(current_user.id, message_id))
 
     @get(
         "/v1/messages/{message_id:uuid}/events",
@@ -159,15 +156,15 @@ class TurnController(Controller):
     async def events(
         self,
         message_id: FromPath[UUID],
-        turns: NamedDependency[TurnService],
+        turns: Turns,
+        event_log: EventLogDep,
         current_user: CurrentUser,
-        runtime: RuntimeDep,
         after: After = None,
         last_event_id: LastEventId = None,
     ) -> Stream:
-        # (The request's database session closes when the response starts: a stream holds no connection.)
+        # The service's session is closed before the stream starts: a stream holds no connection.
         message = await turns.owned_answer(current_user.id, message_id)
-        return sse_response(runtime.event_log, message, parse_after(after, last_event_id))
+        return sse_response(event_log, message, parse_after(after, last_event_id))
 
     @post(
         "/v1/messages/{message_id:uuid}/cancel",
@@ -175,9 +172,7 @@ class TurnController(Controller):
         summary="Stop the answer upstream; its partial text is kept",
         responses=error_responses(Unauthorized, NotFound),
     )
-    async def cancel(
-        self, message_id: FromPath[UUID], turns: NamedDependency[TurnService], current_user: CurrentUser
-    ) -> Message:
+    async def cancel(self, message_id: FromPath[UUID], turns: Turns, current_user: CurrentUser) -> Message:
         return message_view(await turns.cancel(current_user, message_id))
 
     @put(
@@ -189,7 +184,7 @@ class TurnController(Controller):
         self,
         message_id: FromPath[UUID],
         data: JSONBody[Feedback],
-        turns: NamedDependency[TurnService],
+        turns: Turns,
         current_user: CurrentUser,
     ) -> Message:
         return message_view(await turns.feedback(current_user, message_id, data.rating, data.comment))

@@ -11,20 +11,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime
 from uuid import UUID
 
-import msgspec
-from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController, QueueTimeout
 from backend.chat.event_log import EventLog
 from backend.chat.prompt import render_prompt
-from backend.conversations.schemas import message_view
+from backend.chat.store import TurnStore
+from backend.chat.turn import Status, Turn, TurnEnding, TurnFailed
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
 from backend.inference.client import ChatRequest, Delta, Finish, SGLangClient, UpstreamError, Usage
@@ -32,69 +30,14 @@ from backend.inference.policies import Outcome, PreviousTurn, RouteRequest
 from backend.inference.pool import Dispatch, WorkerPool
 from backend.observability import metrics
 from backend.periodic import Periodic
-from backend.settings import ChatSettings, ModelSpec
+from backend.settings import ChatSettings
 
 logger = logging.getLogger("surge.chat")
-UPSTREAM_PRIORITY_STEP = 100
 # A turn taking longer than this from acceptance to its worker, besides the fair queue, is logged.
 SLOW_START_S = 1.0
 
 # Room left in the context beyond the prompt and the answer budget (template tokens, estimate error).
 CONTEXT_MARGIN_TOKENS = 512
-
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """An accepted turn: the assistant message to produce and what it answers."""
-
-    message_id: UUID
-    user_message_id: UUID
-    conversation_id: UUID
-    user_id: UUID
-    model: ModelSpec
-    thinking: bool
-    max_tokens: int
-    accepted_at: datetime
-    attempts: int = 0
-    # Place in the admission queue: the user's tier's priority (lower is served first).
-    priority: int = 0
-    paying: bool = False
-
-    def upstream_priority(self) -> int | None:
-        """The priority sent to SGLang when its workers schedule by it: higher for paying tiers, tiers a
-        hundred apart, more than SGLang's default preemption threshold (10), so that a paying turn may
-        preempt a free one."""
-        if not self.model.priority_scheduling:
-            return None
-        return -UPSTREAM_PRIORITY_STEP * self.priority
-
-    def template_kwargs(self) -> dict[str, Any]:
-        if self.model.thinking == "optional" and self.model.thinking_switch:
-            return {self.model.thinking_switch: self.thinking}
-        return {}
-
-
-_messages = cast("Table", m.Message.__table__)
-# A Core statement compiled once and run as an executemany: the checkpoint runs every second for every
-# streaming turn, and building an ORM UPDATE per turn showed up in profiles.
-CHECKPOINT = (
-    update(_messages)
-    .where(
-        _messages.c.id == bindparam("turn_id"),
-        _messages.c.lease_owner == bindparam("owner"),
-        # Not ``in_()``: its expanding parameter cannot be used with executemany on PostgreSQL.
-        or_(*(_messages.c.status == status for status in m.ACTIVE_STATUSES)),
-    )
-    .values(
-        status="streaming",
-        content=bindparam("content"),
-        reasoning=bindparam("reasoning"),
-        first_token_at=bindparam("first_token_at"),
-        worker=bindparam("worker"),
-        started_at=bindparam("started_at"),
-        attempts=bindparam("attempts"),
-    )
-)
 
 
 def previous_turn(branch: list[m.Message]) -> PreviousTurn | None:
@@ -112,14 +55,6 @@ def previous_turn(branch: list[m.Message]) -> PreviousTurn | None:
         thinking=bool(last.thinking),
         finished_at=last.completed_at.timestamp(),
     )
-
-
-class TurnFailed(Exception):
-    def __init__(self, code: str, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(eq=False)
@@ -156,11 +91,6 @@ class Generation:
         return "".join(self.content), reasoning or None
 
 
-# Called when a turn is stored as finished, inside that transaction: (session, turn, status, attached),
-# ``attached`` telling whether any client was following the turn's stream at that moment.
-Finisher = Callable[[AsyncSession, Turn, str, bool], Awaitable[None]]
-
-
 class TurnRunner:
     """Starts, cancels and finishes the turns this replica owns."""
 
@@ -168,6 +98,7 @@ class TurnRunner:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
+        store: TurnStore,
         event_log: EventLog,
         pool: WorkerPool,
         client: SGLangClient,
@@ -177,6 +108,7 @@ class TurnRunner:
         admission: AdmissionController,
     ) -> None:
         self.sessions = sessions
+        self.store = store
         self.event_log = event_log
         self.pool = pool
         self.client = client
@@ -185,8 +117,6 @@ class TurnRunner:
         self.shutdown_grace_s = shutdown_grace_s
         self.admission = admission
         self.running: dict[UUID, Generation] = {}
-        # Extra work done when a turn is stored, inside its transaction (the push outbox hooks in here).
-        self.finishers: list[Finisher] = []
         # Work started after a turn completed, outside any transaction (conversation titles).
         self.on_complete: list[Callable[[Turn], None]] = []
         self._checkpointer = Periodic(
@@ -477,95 +407,44 @@ class TurnRunner:
             callback(generation.turn)
 
     async def _store_end(
-        self, generation: Generation, *, status: str, finish_reason: str, failure: TurnFailed | None = None
+        self, generation: Generation, *, status: Status, finish_reason: str, failure: TurnFailed | None = None
     ) -> None:
-        """Persist the turn's end, then append its terminal event (in that order, so that a client that
-        sees ``done`` and reads the message finds it finished)."""
+        """Persist the turn's end and append its terminal event (the store does both, in that order)."""
         turn = generation.turn
         generation.finishing = True
         content, reasoning = generation.text()
-        usage = generation.usage
-        values: dict[str, Any] = {
-            "status": status,
-            "finish_reason": finish_reason,
-            "content": content,
-            "reasoning": reasoning,
-            "worker": generation.worker,
-            "started_at": generation.started_at,
-            "attempts": generation.attempts,
-            "first_token_at": generation.first_token_at,
-            "completed_at": datetime.now(UTC),
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if usage is not None:
-            values.update(
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                cached_tokens=usage.cached_tokens,
-            )
-        if failure is not None:
-            values.update(error_code=failure.code, error_message=failure.message)
-        attached = await self._attached(turn.message_id)
-        stored: m.Message | None = None
-        for attempt in range(4):
-            try:
-                stored = await self._write_end(turn, values, attached)
-                break
-            except Exception:
-                logger.exception("storing a finished turn failed", extra={"turn": str(turn.message_id)})
-                await asyncio.sleep(0.5 * 2**attempt)
+        ending = TurnEnding(
+            status=status,
+            finish_reason=finish_reason,
+            content=content,
+            reasoning=reasoning,
+            failure=failure,
+            usage=generation.usage,
+            worker=generation.worker,
+            attempts=generation.attempts,
+            started_at=generation.started_at,
+            first_token_at=generation.first_token_at,
+        )
+        # Retried while the database is unreachable; lost to another replica (our lease lapsed) or still
+        # unwritten after the retries, the turn is settled by a sweeper from its event log.
+        await self.store.finish(
+            turn.message_id,
+            ending,
+            conversation_id=turn.conversation_id,
+            user_id=turn.user_id,
+            owner=self.replica_id,
+            retry=True,
+        )
         outcome = status if failure is None else f"failed:{failure.code}"
         metrics.TURNS.labels(turn.model.id, outcome).inc()
-        if stored is None:
-            # Lost to another replica (our lease lapsed), or the database stayed down: a sweeper settles it
-            # from the event log, which still holds every delta.
-            return
-        if failure is not None:
-            payload: dict[str, Any] = {"code": failure.code, "message": failure.message}
-            if failure.retry_after_s is not None:
-                payload["retry_after_s"] = failure.retry_after_s
-            await self.event_log.append(turn.message_id, "error", payload)
-        else:
-            await self.event_log.append(
-                turn.message_id, "done", {"message": msgspec.to_builtins(message_view(stored))}
-            )
 
-    async def _attached(self, turn_id: UUID) -> bool:
-        try:
-            return await self.event_log.watchers(turn_id) > 0
-        except Exception:
-            return False
-
-    async def _write_end(self, turn: Turn, values: dict[str, Any], attached: bool) -> m.Message | None:
-        async with self.sessions() as session:
-            stored: m.Message | None = await session.scalar(
-                update(m.Message)
-                .where(
-                    m.Message.id == turn.message_id,
-                    m.Message.lease_owner == self.replica_id,
-                    m.Message.status.in_(m.ACTIVE_STATUSES),
-                )
-                .values(**values)
-                .returning(m.Message)
-            )
-            if stored is None:
-                await session.rollback()
-                return None
-            for finisher in self.finishers:
-                await finisher(session, turn, values["status"], attached)
-            await session.commit()
-            return stored
-
-    # --- checkpoints ---
+    # --- checkpoints and leases ---
     async def checkpoint(self) -> None:
         """Save every streaming turn's text so far: one statement, executed for all of them at once."""
-        dirty = [g for g in self.running.values() if g.dirty]
-        if not dirty:
-            return
         rows = []
-        for generation in dirty:
+        for generation in self.running.values():
+            if not generation.dirty:
+                continue
             generation.dirty = False
             content, reasoning = generation.text()
             rows.append(
@@ -580,16 +459,7 @@ class TurnRunner:
                     "attempts": generation.attempts,
                 }
             )
-        async with self.sessions() as session:
-            await session.execute(CHECKPOINT, rows)
-            await session.commit()
+        await self.store.checkpoint(rows)
 
     async def renew_leases(self) -> None:
-        """Extend this replica's claim on every turn it is generating (one statement)."""
-        async with self.sessions() as session:
-            await session.execute(
-                update(m.Message)
-                .where(m.Message.lease_owner == self.replica_id, m.Message.status.in_(m.ACTIVE_STATUSES))
-                .values(lease_expires_at=datetime.now(UTC) + timedelta(seconds=self.settings.lease_ttl_s))
-            )
-            await session.commit()
+        await self.store.renew_leases(self.replica_id, self.settings.lease_ttl_s)

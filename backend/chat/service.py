@@ -13,23 +13,25 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController
 from backend.admission.quota import check_turn_allowed, measure
 from backend.admission.tiers import TierLimits, tier_limits
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog
-from backend.chat.runner import Turn, TurnRunner
-from backend.conversations.schemas import message_view
+from backend.chat.events import text_from_events
+from backend.chat.runner import TurnRunner
+from backend.chat.store import TurnStore
+from backend.chat.turn import Turn, TurnEnding
 from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
 from backend.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from backend.observability import metrics
-from backend.settings import ChatSettings, InferenceSettings, ModelSpec, TierSettings
+from backend.settings import ModelSpec, Settings
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CANCEL_WAIT_S = 5.0
@@ -47,83 +49,103 @@ class UserLocks:
     """Serialises one user's turn acceptance within this process (SQLite cannot lock a row)."""
 
     def __init__(self) -> None:
-        self._locks: dict[UUID, asyncio.Lock] = {}
+        # Each user's lock and how many acceptances hold or wait for it; gone when that reaches zero.
+        self._locks: dict[UUID, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
     async def hold(self, user_id: UUID) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        lock, users = self._locks.get(user_id, (asyncio.Lock(), 0))
+        self._locks[user_id] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._locks.pop(user_id, None)
+            lock, users = self._locks[user_id]
+            if users == 1:
+                del self._locks[user_id]
+            else:
+                self._locks[user_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def request_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """A user message and how to answer it, from the HTTP body or a WebSocket ``send`` frame alike.
+
+    Without ``parent_id`` it continues the current branch; naming an earlier message's parent edits that
+    message (the new one becomes its sibling); ``None`` starts a new root."""
+
+    content: str
+    parent_id: UUID | msgspec.UnsetType | None = msgspec.UNSET
+    model: str | None = None
+    thinking: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """How to answer again (regenerate): another model, thinking on or off."""
+
+    model: str | None = None
+    thinking: bool | None = None
+
+
 class TurnService:
+    """Accepting, reading, cancelling and rating turns; each call is its own unit of work."""
+
     def __init__(
         self,
-        session: AsyncSession,
         *,
-        chat: ChatSettings,
-        inference: InferenceSettings,
-        tiers: TierSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
         admission: AdmissionController,
         runner: TurnRunner,
+        store: TurnStore,
         event_log: EventLog,
         control: ControlChannel,
-        user_locks: UserLocks,
         replica_id: UUID,
     ) -> None:
-        self.session = session
-        self.chat = chat
-        self.inference = inference
-        self.tiers = tiers
+        self.sessions = sessions
+        self.chat = settings.chat
+        self.inference = settings.inference
+        self.tiers = settings.tiers
         self.admission = admission
         self.runner = runner
+        self.store = store
         self.event_log = event_log
         self.control = control
-        self.user_locks = user_locks
         self.replica_id = replica_id
-        self.conversations = ConversationService(session, inference)
-        self.tree = MessageTree(session)
+        self.user_locks = UserLocks()
 
     # --- reading ---
     async def owned_message(self, user_id: UUID, message_id: UUID) -> m.Message:
-        message = await self.session.scalar(
-            select(m.Message)
-            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-            .where(m.Message.id == message_id, m.Conversation.user_id == user_id)
-        )
-        if message is None:
-            raise NotFound("Message not found.")
-        return message
+        async with self.sessions() as session:
+            return await _owned_message(session, user_id, message_id)
 
     async def owned_answer(self, user_id: UUID, message_id: UUID) -> m.Message:
-        message = await self.owned_message(user_id, message_id)
-        if message.role != "assistant":
-            raise NotFound("No assistant message with this id.")
-        return message
+        async with self.sessions() as session:
+            return await _owned_answer(session, user_id, message_id)
+
+    async def message(self, user_id: UUID, message_id: UUID) -> m.Message:
+        """A message, with the text generated so far while its answer streams (the row lags by up to a
+        checkpoint)."""
+        return await self.with_live_text(await self.owned_message(user_id, message_id))
 
     async def with_live_text(self, message: m.Message) -> m.Message:
-        """While a turn streams, its row lags by up to a checkpoint: fill in the text generated so far."""
+        """``message`` (detached from its session) with its answer's text so far, if it is streaming."""
         if message.status not in m.ACTIVE_STATUSES:
             return message
         live = self.runner.live_text(message.id)
         if live is None:
-            events = await self.event_log.read(message.id)
-            deltas = [(e.event, e.payload()["delta"]) for e in events if e.event in ("reasoning", "content")]
-            if deltas:
-                live = (
-                    "".join(text for kind, text in deltas if kind == "content"),
-                    "".join(text for kind, text in deltas if kind == "reasoning") or None,
-                )
+            content, reasoning = text_from_events(await self.event_log.read(message.id))
+            if content or reasoning:
+                live = content, reasoning
         if live is not None:
-            self.session.expunge(message)
             message.content, message.reasoning = live
         return message
 
@@ -151,83 +173,92 @@ class TurnService:
             raise PayloadTooLarge(f"The message is longer than {self.chat.content_max_chars} characters.")
 
     async def send(
-        self, user: m.User, conversation_id: UUID, body: Any, idempotency_key: str | None
+        self, user: m.User, conversation_id: UUID, request: TurnRequest, idempotency_key: str | None
     ) -> AcceptedTurn:
         """Store the user message and a queued answer in one transaction, then start generating."""
-        self.check_content(body.content)
-        conversation = await self.conversations.owned(user.id, conversation_id)
-        model = self.resolve_model(body.model, conversation.model)
-        explicit_parent = body.parent_id is not msgspec.UNSET
+        self.check_content(request.content)
+        explicit_parent = request.parent_id is not msgspec.UNSET
         fingerprint = request_hash(
             {
-                "content": body.content,
-                "parent_id": str(body.parent_id) if explicit_parent else "(current leaf)",
-                "model": body.model,
-                "thinking": body.thinking,
+                "content": request.content,
+                "parent_id": str(request.parent_id) if explicit_parent else "(current leaf)",
+                "model": request.model,
+                "thinking": request.thinking,
             }
         )
         scope = f"send:{conversation_id}"
-        await self._shed_early(user, model, scope, idempotency_key, fingerprint)
-        async with self._accepting(user.id):
-            if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
-                return replay
-            limits = await self._check_allowed(user)
-            parent_id = body.parent_id if explicit_parent else await self.tree.current_leaf_id(conversation)
-            if parent_id is not None:
-                await self._check_parent(conversation.id, parent_id)
-            now = datetime.now(UTC)
-            user_message = self.tree.append(
-                conversation,
-                parent_id=parent_id,
-                role="user",
-                content=body.content,
-                status="complete",
-                now=now,
-            )
-            conversation.model = model.id
-            return await self._accept_answer(
-                user,
-                conversation,
-                user_message,
-                model,
-                self.resolve_thinking(model, body.thinking),
-                limits=limits,
-                scope=scope,
-                key=idempotency_key,
-                fingerprint=fingerprint,
-            )
+        async with self.sessions() as session:
+            conversations, tree = ConversationService(session, self.inference), MessageTree(session)
+            conversation = await conversations.owned(user.id, conversation_id)
+            model = self.resolve_model(request.model, conversation.model)
+            await self._shed_early(session, user, model, scope, idempotency_key, fingerprint)
+            async with self._accepting(session, user.id):
+                replay = await _replay(session, user.id, scope, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+                limits = await self._check_allowed(session, user)
+                parent_id = (
+                    request.parent_id
+                    if not isinstance(request.parent_id, msgspec.UnsetType)
+                    else await tree.current_leaf_id(conversation)
+                )
+                if parent_id is not None:
+                    await _check_parent(session, conversation.id, parent_id)
+                user_message = tree.append(
+                    conversation,
+                    parent_id=parent_id,
+                    role="user",
+                    content=request.content,
+                    status="complete",
+                    now=datetime.now(UTC),
+                )
+                conversation.model = model.id
+                return await self._accept_answer(
+                    session,
+                    user,
+                    conversation,
+                    user_message,
+                    model,
+                    self.resolve_thinking(model, request.thinking),
+                    limits=limits,
+                    idempotency=(scope, idempotency_key, fingerprint),
+                )
 
     async def regenerate(
-        self, user: m.User, answer_id: UUID, body: Any, idempotency_key: str | None
+        self, user: m.User, answer_id: UUID, request: AnswerRequest, idempotency_key: str | None
     ) -> AcceptedTurn:
         """A new answer to the same user message, as a sibling of ``answer_id``."""
-        answer = await self.owned_answer(user.id, answer_id)
-        conversation = await self.conversations.owned(user.id, answer.conversation_id)
-        user_message = await self.session.get(m.Message, answer.parent_id) if answer.parent_id else None
-        if user_message is None:
-            raise NotFound("Message not found.")
-        model = self.resolve_model(body.model, answer.model or conversation.model)
-        fingerprint = request_hash({"model": body.model, "thinking": body.thinking})
-        scope = f"regenerate:{answer_id}"
-        await self._shed_early(user, model, scope, idempotency_key, fingerprint)
-        async with self._accepting(user.id):
-            if (replay := await self._replay(user.id, scope, idempotency_key, fingerprint)) is not None:
-                return replay
-            limits = await self._check_allowed(user)
-            return await self._accept_answer(
-                user,
-                conversation,
-                user_message,
-                model,
-                self.resolve_thinking(model, body.thinking),
-                limits=limits,
-                scope=scope,
-                key=idempotency_key,
-                fingerprint=fingerprint,
+        async with self.sessions() as session:
+            answer = await _owned_answer(session, user.id, answer_id)
+            conversation = await ConversationService(session, self.inference).owned(
+                user.id, answer.conversation_id
             )
+            user_message = await session.get(m.Message, answer.parent_id) if answer.parent_id else None
+            if user_message is None:
+                raise NotFound("Message not found.")
+            model = self.resolve_model(request.model, answer.model or conversation.model)
+            fingerprint = request_hash({"model": request.model, "thinking": request.thinking})
+            scope = f"regenerate:{answer_id}"
+            await self._shed_early(session, user, model, scope, idempotency_key, fingerprint)
+            async with self._accepting(session, user.id):
+                replay = await _replay(session, user.id, scope, idempotency_key, fingerprint)
+                if replay is not None:
+                    return replay
+                limits = await self._check_allowed(session, user)
+                return await self._accept_answer(
+                    session,
+                    user,
+                    conversation,
+                    user_message,
+                    model,
+                    self.resolve_thinking(model, request.thinking),
+                    limits=limits,
+                    idempotency=(scope, idempotency_key, fingerprint),
+                )
 
     async def _accept_answer(
         self,
+        session: AsyncSession,
         user: m.User,
         conversation: m.Conversation,
         user_message: m.Message,
@@ -235,14 +266,12 @@ class TurnService:
         thinking: bool,
         *,
         limits: TierLimits,
-        scope: str,
-        key: str | None,
-        fingerprint: str,
+        idempotency: tuple[str, str | None, str],
     ) -> AcceptedTurn:
         # Shed now (nothing is stored) or admit, with whatever the overload level changes for this tier.
         plan = self.admission.plan(limits, model, thinking=thinking, max_tokens=model.max_output_tokens)
         now = datetime.now(UTC)
-        answer = self.tree.append(
+        answer = MessageTree(session).append(
             conversation,
             parent_id=user_message.id,
             role="assistant",
@@ -254,11 +283,12 @@ class TurnService:
         answer.max_tokens = plan.max_tokens
         answer.lease_owner = self.replica_id
         answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
+        scope, key, fingerprint = idempotency
         if key is not None:
             # The key refers to both messages, and without ORM relationships the unit of work does not
             # order the inserts by foreign key: write the messages first.
-            await self.session.flush()
-            self.session.add(
+            await session.flush()
+            session.add(
                 m.IdempotencyKey(
                     user_id=user.id,
                     scope=scope,
@@ -270,11 +300,11 @@ class TurnService:
                 )
             )
         try:
-            await self.session.commit()
+            await session.commit()
         except IntegrityError:
             # The same key raced in from a retry that got here first: answer with its turn.
-            await self.session.rollback()
-            replay = await self._replay(user.id, scope, key, fingerprint) if key else None
+            await session.rollback()
+            replay = await _replay(session, user.id, scope, key, fingerprint) if key else None
             if replay is None:
                 raise
             return replay
@@ -286,24 +316,17 @@ class TurnService:
                 "degraded",
                 {"reason": "overload", "level": self.admission.level, "changes": plan.changes},
             )
-        self.runner.start(
-            Turn(
-                message_id=answer.id,
-                user_message_id=user_message.id,
-                conversation_id=conversation.id,
-                user_id=user.id,
-                model=model,
-                thinking=plan.thinking,
-                max_tokens=plan.max_tokens,
-                accepted_at=answer.created_at,
-                priority=limits.priority,
-                paying=limits.paying,
-            )
-        )
+        self.runner.start(Turn.from_message(answer, user_id=user.id, model=model, limits=limits))
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
 
     async def _shed_early(
-        self, user: m.User, model: ModelSpec, scope: str, key: str | None, fingerprint: str
+        self,
+        session: AsyncSession,
+        user: m.User,
+        model: ModelSpec,
+        scope: str,
+        key: str | None,
+        fingerprint: str,
     ) -> None:
         """Refuse a turn the overload policy sheds before the work of accepting it (the user's row lock,
         the quota's queries, the inserts): refusing must cost far less than serving, or under a spike
@@ -311,73 +334,36 @@ class TurnService:
         accepted (its Idempotency-Key is stored) goes on to get its turn back."""
         if not self.admission.would_shed(tier_limits(self.tiers, user.tier), model.id):
             return
-        if key is not None and await self._replay(user.id, scope, key, fingerprint) is not None:
+        if key is not None and await _replay(session, user.id, scope, key, fingerprint) is not None:
             return
         raise self.admission.shed(model.id)
 
     @asynccontextmanager
-    async def _accepting(self, user_id: UUID) -> AsyncIterator[None]:
+    async def _accepting(self, session: AsyncSession, user_id: UUID) -> AsyncIterator[None]:
         """One turn acceptance at a time per user, so that the concurrency cap cannot be raced."""
         async with self.user_locks.hold(user_id):
-            if self.session.get_bind().dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 # Across replicas: a row lock on the user until this transaction ends.
-                await self.session.execute(select(m.User.id).where(m.User.id == user_id).with_for_update())
+                await session.execute(select(m.User.id).where(m.User.id == user_id).with_for_update())
             yield
 
-    async def _replay(
-        self, user_id: UUID, scope: str, key: str | None, fingerprint: str
-    ) -> AcceptedTurn | None:
-        if key is None:
-            return None
-        stored = await self.session.scalar(
-            select(m.IdempotencyKey).where(
-                m.IdempotencyKey.user_id == user_id,
-                m.IdempotencyKey.scope == scope,
-                m.IdempotencyKey.key == key,
-                m.IdempotencyKey.expires_at > datetime.now(UTC),
-            )
-        )
-        if stored is None:
-            return None
-        if stored.request_hash != fingerprint:
-            raise Conflict("This Idempotency-Key was already used with a different request.")
-        user_message = await self.session.get(m.Message, stored.user_message_id)
-        answer = await self.session.get(m.Message, stored.assistant_message_id)
-        if user_message is None or answer is None:
-            raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
-        return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
-
-    async def _check_allowed(self, user: m.User) -> TierLimits:
+    async def _check_allowed(self, session: AsyncSession, user: m.User) -> TierLimits:
         """The tier's quota and turns-at-once cap (429 when reached); returns the tier's limits."""
         limits = tier_limits(self.tiers, user.tier)
-        check_turn_allowed(await measure(self.session, user.id, limits))
+        check_turn_allowed(await measure(session, user.id, limits))
         return limits
-
-    async def _check_parent(self, conversation_id: UUID, parent_id: UUID) -> None:
-        parent = await self.session.get(m.Message, parent_id)
-        if parent is None or parent.conversation_id != conversation_id:
-            raise ValidationFailed(
-                "No such message in this conversation.", fields={"parent_id": "not in this conversation"}
-            )
-        if parent.role != "assistant":
-            raise ValidationFailed(
-                "A message answers an assistant message (or starts the conversation with parent_id null).",
-                fields={"parent_id": "must be an assistant message"},
-            )
-        if parent.status in m.ACTIVE_STATUSES:
-            raise Conflict("The previous answer is still being generated; wait for it or cancel it.")
 
     # --- after accepting ---
     async def cancel(self, user: m.User, answer_id: UUID) -> m.Message:
         """Stop generation wherever it runs; the partial text stays, ``status`` becomes ``cancelled``."""
         answer = await self.owned_answer(user.id, answer_id)
-        if answer.status in m.ACTIVE_STATUSES:
-            if not await self.runner.cancel(answer.id):
-                await self.control.request_cancel(answer.id)
-                if not await self._await_terminal(answer.id):
-                    await self._force_cancel(answer)
-            answer = await self.session.get(m.Message, answer.id, populate_existing=True) or answer
-        return answer
+        if answer.status not in m.ACTIVE_STATUSES:
+            return answer
+        if not await self.runner.cancel(answer.id):
+            await self.control.request_cancel(answer.id)
+            if not await self._await_terminal(answer.id):
+                await self._force_cancel(user, answer)
+        return await self.owned_answer(user.id, answer_id)
 
     async def _await_terminal(self, turn_id: UUID) -> bool:
         """Wait (bounded) for the owning replica to end the turn after a remote cancel."""
@@ -388,36 +374,84 @@ class TurnService:
                         return True
         return False
 
-    async def _force_cancel(self, answer: m.Message) -> None:
+    async def _force_cancel(self, user: m.User, answer: m.Message) -> None:
         """Nobody answered the cancel (the owner is gone or cut off): end the turn from here. The owner,
         if alive, is fenced off: its writes require its own lease."""
         text = await self.with_live_text(answer)
-        result = await self.session.execute(
-            update(m.Message)
-            .where(m.Message.id == answer.id, m.Message.status.in_(m.ACTIVE_STATUSES))
-            .values(
-                status="cancelled",
-                finish_reason="cancelled",
-                content=text.content,
-                reasoning=text.reasoning,
-                completed_at=datetime.now(UTC),
-                lease_owner=None,
-                lease_expires_at=None,
-            )
+        await self.store.finish(
+            answer.id,
+            TurnEnding(
+                status="cancelled", finish_reason="cancelled", content=text.content, reasoning=text.reasoning
+            ),
+            conversation_id=answer.conversation_id,
+            user_id=user.id,
+            owner=None,
         )
-        await self.session.commit()
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            stored = await self.session.get(m.Message, answer.id, populate_existing=True)
-            if stored is not None:
-                await self.event_log.append(
-                    answer.id, "done", {"message": msgspec.to_builtins(message_view(stored))}
-                )
 
     async def feedback(
         self, user: m.User, answer_id: UUID, rating: str | None, comment: str | None
     ) -> m.Message:
-        answer = await self.owned_answer(user.id, answer_id)
-        answer.feedback = rating
-        answer.feedback_comment = comment if rating is not None else None
-        await self.session.commit()
-        return answer
+        async with self.sessions() as session:
+            answer = await _owned_answer(session, user.id, answer_id)
+            answer.feedback = rating
+            answer.feedback_comment = comment if rating is not None else None
+            await session.commit()
+            return answer
+
+
+async def _owned_message(session: AsyncSession, user_id: UUID, message_id: UUID) -> m.Message:
+    message = await session.scalar(
+        select(m.Message)
+        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+        .where(m.Message.id == message_id, m.Conversation.user_id == user_id)
+    )
+    if message is None:
+        raise NotFound("Message not found.")
+    return message
+
+
+async def _owned_answer(session: AsyncSession, user_id: UUID, message_id: UUID) -> m.Message:
+    message = await _owned_message(session, user_id, message_id)
+    if message.role != "assistant":
+        raise NotFound("No assistant message with this id.")
+    return message
+
+
+async def _replay(
+    session: AsyncSession, user_id: UUID, scope: str, key: str | None, fingerprint: str
+) -> AcceptedTurn | None:
+    """The turn an earlier request with this Idempotency-Key created, if any (409 if its body differed)."""
+    if key is None:
+        return None
+    stored = await session.scalar(
+        select(m.IdempotencyKey).where(
+            m.IdempotencyKey.user_id == user_id,
+            m.IdempotencyKey.scope == scope,
+            m.IdempotencyKey.key == key,
+            m.IdempotencyKey.expires_at > datetime.now(UTC),
+        )
+    )
+    if stored is None:
+        return None
+    if stored.request_hash != fingerprint:
+        raise Conflict("This Idempotency-Key was already used with a different request.")
+    user_message = await session.get(m.Message, stored.user_message_id)
+    answer = await session.get(m.Message, stored.assistant_message_id)
+    if user_message is None or answer is None:
+        raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
+    return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
+
+
+async def _check_parent(session: AsyncSession, conversation_id: UUID, parent_id: UUID) -> None:
+    parent = await session.get(m.Message, parent_id)
+    if parent is None or parent.conversation_id != conversation_id:
+        raise ValidationFailed(
+            "No such message in this conversation.", fields={"parent_id": "not in this conversation"}
+        )
+    if parent.role != "assistant":
+        raise ValidationFailed(
+            "A message answers an assistant message (or starts the conversation with parent_id null).",
+            fields={"parent_id": "must be an assistant message"},
+        )
+    if parent.status in m.ACTIVE_STATUSES:
+        raise Conflict("The previous answer is still being generated; wait for it or cancel it.")

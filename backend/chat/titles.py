@@ -12,7 +12,7 @@ import re
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.chat.runner import Turn
+from backend.chat.turn import Turn
 from backend.db import models as m
 from backend.inference.client import ChatRequest, SGLangClient, UpstreamError
 from backend.inference.policies import RouteRequest

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from backend.accounts.auth import authenticate_token
+from backend.accounts.auth import Authenticator
+from backend.admission.client_ip import ClientIps
+from backend.admission.deps import TurnRate
+from backend.admission.ratelimit import TurnRateLimit
+from backend.chat.deps import EventLogDep, Turns
+from backend.chat.event_log import EventLog
 from backend.chat.events import WsFrame, ws_frame
 from backend.chat.schemas import Content, ModelId
+from backend.chat.service import TurnRequest, TurnService
 from backend.chat.stream import turn_events
 from backend.conversations.schemas import message_view
 from backend.db import models as m
-from backend.deps import RuntimeDep
-from backend.errors import ApiError, NotFound
-from backend.runtime import Runtime
+from backend.errors import ApiError, NotFound, Unauthorized
 
 logger = logging.getLogger("surge.chat")
 
@@ -64,16 +70,33 @@ _decode_frame = msgspec.json.Decoder(ClientFrame).decode
 _encode = msgspec.json.Encoder().encode
 
 
+@dataclass(frozen=True, slots=True)
+class SocketServices:
+    """What a socket's frames use (the handler gets each from its domain's providers)."""
+
+    turns: TurnService
+    event_log: EventLog
+    authenticator: Authenticator
+    turn_rate_limit: TurnRateLimit
+
+
 class Session:
     """One authenticated socket: a writer, the subscriptions it follows, the token's expiry."""
 
     def __init__(
-        self, socket: WebSocket[Any, Any, Any], runtime: Runtime, user_id: UUID, expires_at: datetime
+        self,
+        socket: WebSocket[Any, Any, Any],
+        services: SocketServices,
+        *,
+        user_id: UUID,
+        expires_at: datetime,
+        client_ip: str,
     ) -> None:
         self.socket = socket
-        self.runtime = runtime
+        self.services = services
         self.user_id = user_id
         self.expires_at = expires_at
+        self.client_ip = client_ip
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
         self.subscriptions: dict[UUID, asyncio.Task[None]] = {}
         self.overflowed = asyncio.Event()
@@ -93,11 +116,11 @@ class Session:
             await self.socket.send_text((await self.outbox.get()).decode())
 
     async def user(self) -> m.User:
-        async with self.runtime.sessions() as session:
-            user = await session.get(m.User, self.user_id)
-        if user is None:
-            raise NotFound("The account no longer exists.")
-        return user
+        """The account, looked up again for each frame that acts: a deleted account stops at once."""
+        try:
+            return await self.services.authenticator.user_by_id(self.user_id)
+        except Unauthorized:
+            raise NotFound("The account no longer exists.") from None
 
     def subscribe(self, message: m.Message, after: int) -> None:
         previous = self.subscriptions.pop(message.id, None)
@@ -106,7 +129,7 @@ class Session:
         self.subscriptions[message.id] = asyncio.create_task(self._follow(message, after))
 
     async def _follow(self, message: m.Message, after: int) -> None:
-        async for batch in turn_events(self.runtime.event_log, message, after, transport="websocket"):
+        async for batch in turn_events(self.services.event_log, message, after, transport="websocket"):
             for event in batch or ():
                 self.send(ws_frame(message.id, event))
         self.subscriptions.pop(message.id, None)
@@ -115,18 +138,20 @@ class Session:
         if isinstance(frame, PingFrame):
             self.send(_encode(WsFrame(type="pong", data={}, ref=frame.ref)))
         elif isinstance(frame, AuthFrame):
-            verified = self.runtime.access_tokens.verify(frame.access_token)
+            verified = self.services.authenticator.access_tokens.verify(frame.access_token)
             if verified is None or verified[0] != self.user_id:
                 self.error("unauthorized", "Invalid access token.")
             else:
                 self.expires_at = verified[1]  # a fresh token extends the socket's life
         elif isinstance(frame, SendFrame):
             user = await self.user()
-            await self.runtime.limit_turn_rate(user.id, self.socket)
-            async with self.runtime.sessions() as session:
-                accepted = await self.runtime.turn_service(session).send(
-                    user, frame.conversation_id, frame, frame.idempotency_key
-                )
+            await self.services.turn_rate_limit.check(user.id, self.client_ip)
+            request = TurnRequest(
+                content=frame.content, parent_id=frame.parent_id, model=frame.model, thinking=frame.thinking
+            )
+            accepted = await self.services.turns.send(
+                user, frame.conversation_id, request, frame.idempotency_key
+            )
             answer = accepted.assistant_message
             data = {
                 "user_message": msgspec.to_builtins(message_view(accepted.user_message)),
@@ -135,15 +160,10 @@ class Session:
             self.send(_encode(WsFrame(type="turn", data=data, message_id=answer.id, ref=frame.ref)))
             self.subscribe(answer, 0)
         elif isinstance(frame, SubscribeFrame):
-            async with self.runtime.sessions() as session:
-                message = await self.runtime.turn_service(session).owned_answer(
-                    self.user_id, frame.message_id
-                )
+            message = await self.services.turns.owned_answer(self.user_id, frame.message_id)
             self.subscribe(message, frame.after)
         elif isinstance(frame, CancelFrame):
-            user = await self.user()
-            async with self.runtime.sessions() as session:
-                await self.runtime.turn_service(session).cancel(user, frame.message_id)
+            await self.services.turns.cancel(await self.user(), frame.message_id)
 
     async def close(self) -> None:
         for task in self.subscriptions.values():
@@ -151,7 +171,9 @@ class Session:
         await asyncio.gather(*self.subscriptions.values(), return_exceptions=True)
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> tuple[UUID, datetime] | None:
+async def _authenticate(
+    socket: WebSocket[Any, Any, Any], authenticator: Authenticator
+) -> tuple[UUID, datetime] | None:
     try:
         raw = await asyncio.wait_for(socket.receive_data(mode="text"), AUTH_TIMEOUT_S)
         frame = _decode_frame(raw)
@@ -159,24 +181,37 @@ async def _authenticate(socket: WebSocket[Any, Any, Any], runtime: Runtime) -> t
         return None
     if not isinstance(frame, AuthFrame):
         return None
-    verified = runtime.access_tokens.verify(frame.access_token)
+    verified = authenticator.access_tokens.verify(frame.access_token)
     if verified is None:
         return None
     try:
-        await authenticate_token(runtime, frame.access_token)  # the account must still exist
+        await authenticator.user_by_id(verified[0])  # the account must still exist
     except ApiError:
         return None
     return (verified[0], verified[1])
 
 
 @websocket("/v1/ws", exclude_from_auth=True)
-async def chat_socket(socket: WebSocket[Any, Any, Any], runtime: RuntimeDep) -> None:
+async def chat_socket(
+    socket: WebSocket[Any, Any, Any],
+    turns: Turns,
+    event_log: EventLogDep,
+    authenticator: NamedDependency[Authenticator],
+    turn_rate_limit: TurnRate,
+    client_ips: NamedDependency[ClientIps],
+) -> None:
     await socket.accept()
-    verified = await _authenticate(socket, runtime)
+    verified = await _authenticate(socket, authenticator)
     if verified is None:
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
         return
-    session = Session(socket, runtime, *verified)
+    services = SocketServices(
+        turns=turns, event_log=event_log, authenticator=authenticator, turn_rate_limit=turn_rate_limit
+    )
+    user_id, expires_at = verified
+    session = Session(
+        socket, services, user_id=user_id, expires_at=expires_at, client_ip=client_ips.of(socket)
+    )
     writer = asyncio.create_task(session.writer())
     receiver = asyncio.create_task(_receive(socket, session))
     try:

@@ -8,10 +8,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from backend.accounts.auth import BEARER
+from backend.conversations.deps import Conversations
 from backend.conversations.schemas import (
     Conversation,
     ConversationCreate,
@@ -25,30 +25,20 @@ from backend.conversations.schemas import (
     conversation_view,
     message_view,
 )
-from backend.conversations.service import ConversationService
-from backend.deps import CurrentUser, DbSession, RuntimeDep
+from backend.deps import CurrentUser, SettingsDep
 from backend.errors import NotFound, Unauthorized, error_responses
 from backend.pagination import DEFAULT_LIMIT, Cursor, Limit
-
-
-def provide_conversation_service(db_session: DbSession, runtime: RuntimeDep) -> ConversationService:
-    return ConversationService(db_session, runtime.settings.inference)
-
-
-SERVICE = {"conversations": Provide(provide_conversation_service, sync_to_thread=False)}
 
 
 class ConversationController(Controller):
     path = "/v1/conversations"
     tags = ["Conversations"]
-    security = BEARER
-    dependencies = SERVICE
 
     @post("/", status_code=201, summary="Start a conversation", responses=error_responses(Unauthorized))
     async def create(
         self,
         data: JSONBody[ConversationCreate],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
     ) -> Conversation:
         conversation = await conversations.create(current_user.id, title=data.title, model=data.model)
@@ -61,7 +51,7 @@ class ConversationController(Controller):
     )
     async def list_conversations(
         self,
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -84,7 +74,7 @@ class ConversationController(Controller):
     async def get_conversation(
         self,
         conversation_id: FromPath[UUID],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
     ) -> ConversationDetail:
         conversation, branch = await conversations.with_branch(current_user.id, conversation_id)
@@ -101,7 +91,7 @@ class ConversationController(Controller):
         self,
         conversation_id: FromPath[UUID],
         data: JSONBody[ConversationUpdate],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
     ) -> Conversation:
         changes = {
@@ -116,7 +106,7 @@ class ConversationController(Controller):
     async def delete_conversation(
         self,
         conversation_id: FromPath[UUID],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
     ) -> None:
         await conversations.delete(current_user.id, conversation_id)
@@ -129,7 +119,7 @@ class ConversationController(Controller):
     async def list_messages(
         self,
         conversation_id: FromPath[UUID],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
@@ -149,21 +139,24 @@ class ConversationController(Controller):
         self,
         request: Request[Any, Any, Any],
         conversation_id: FromPath[UUID],
-        conversations: NamedDependency[ConversationService],
+        conversations: Conversations,
         current_user: CurrentUser,
-        runtime: RuntimeDep,
+        settings: SettingsDep,
     ) -> ShareCreated:
         share = await conversations.share(current_user.id, conversation_id)
-        base = runtime.settings.server.public_url or str(request.base_url)
+        base = settings.server.public_url or str(request.base_url)
         return ShareCreated(
             id=share.id, url=f"{base.rstrip('/')}/v1/shares/{share.id}", created_at=share.created_at
         )
 
 
 class ShareController(Controller):
+    """``/v1/shares/{id}``: public to read, the owner's to delete. One controller for both, outside the
+    authenticated router (Litestar cannot split one path between two routers), so the delete declares
+    its bearer security itself."""
+
     path = "/v1/shares"
     tags = ["Conversations"]
-    dependencies = SERVICE
 
     @get(
         "/{share_id:uuid}",
@@ -171,9 +164,7 @@ class ShareController(Controller):
         summary="Read a shared snapshot (public)",
         responses=error_responses(NotFound),
     )
-    async def read(
-        self, share_id: FromPath[UUID], conversations: NamedDependency[ConversationService]
-    ) -> SharedConversation:
+    async def read(self, share_id: FromPath[UUID], conversations: Conversations) -> SharedConversation:
         share = await conversations.shared(share_id)
         return SharedConversation(
             title=share.title,
@@ -196,9 +187,6 @@ class ShareController(Controller):
         responses=error_responses(Unauthorized, NotFound),
     )
     async def unshare(
-        self,
-        share_id: FromPath[UUID],
-        conversations: NamedDependency[ConversationService],
-        current_user: CurrentUser,
+        self, share_id: FromPath[UUID], conversations: Conversations, current_user: CurrentUser
     ) -> None:
         await conversations.unshare(current_user.id, share_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import redis.asyncio as aioredis
@@ -10,9 +11,14 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.inference.pool import WorkerPool
-from backend.runtime import Probe, Runtime
+
+# A readiness check: returns "ok" or raises.
+Probe = Callable[[], Awaitable[str]]
+# The checks /readyz runs, by name; the composition root (backend.app) decides which apply.
+ReadinessChecks = dict[str, Probe]
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -31,10 +37,10 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-def database_probe(runtime: Runtime) -> Probe:
+def database_probe(engine: AsyncEngine) -> Probe:
     async def probe() -> str:
-        async with runtime.sessions() as session:
-            await session.execute(text("SELECT 1"))
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
         return "ok"
 
     return probe
@@ -70,8 +76,8 @@ async def _checked(name: str, probe: Probe) -> tuple[str, str]:
 @get(
     "/readyz", exclude_from_auth=True, tags=["Operations"], summary="Database, Redis and inference reachable"
 )
-async def readyz(runtime: NamedDependency[Runtime]) -> Response[Readiness]:
-    checks = dict(await asyncio.gather(*(_checked(name, probe) for name, probe in runtime.readiness.items())))
+async def readyz(readiness: NamedDependency[ReadinessChecks]) -> Response[Readiness]:
+    checks = dict(await asyncio.gather(*(_checked(name, probe) for name, probe in readiness.items())))
     ready = all(result == "ok" for result in checks.values())
     return Response(
         Readiness(status="ok" if ready else "unavailable", checks=checks),

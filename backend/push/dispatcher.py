@@ -24,11 +24,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -37,7 +36,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db import models as m
 from backend.db.base import new_id, utcnow
-from backend.firebase import close_firebase_app
 from backend.observability.metrics import (
     PUSH_AUTH_ERRORS,
     PUSH_BATCH_SECONDS,
@@ -50,11 +48,6 @@ from backend.observability.metrics import (
 )
 from backend.push.fcm import Outcome, Push, PushSender, SendResult, notification_text
 from backend.settings import PushSettings
-
-if TYPE_CHECKING:
-    from litestar import Litestar
-
-    from backend.runtime import Runtime
 
 logger = logging.getLogger("surge.push")
 
@@ -107,6 +100,8 @@ class PushDispatcher:
     # --- running in the background ---
 
     def start(self) -> None:
+        if not self.sender.sends:
+            logger.warning("push notifications are logged, not sent: SURGE_FCM_CREDENTIALS_FILE is not set")
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=f"push-dispatcher-{self.id}")
 
@@ -412,28 +407,3 @@ def _insert_new_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) ->
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(D).values(rows).on_conflict_do_nothing(index_elements=["message_id", "device_id"])
-
-
-def push_lifespan(runtime: Runtime) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
-    """Runs this process's dispatcher while the app serves; closes FCM and the Firebase app after."""
-
-    @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        dispatcher: PushDispatcher | None = None
-        if runtime.settings.push.dispatcher_enabled:
-            if not runtime.push_sender.sends:
-                logger.warning(
-                    "push notifications are logged, not sent: SURGE_FCM_CREDENTIALS_FILE is not set"
-                )
-            dispatcher = PushDispatcher(runtime.sessions, runtime.push_sender, runtime.settings.push)
-            dispatcher.start()
-        try:
-            yield
-        finally:
-            if dispatcher is not None:
-                await dispatcher.stop()
-            await runtime.push_sender.aclose()
-            if runtime.firebase_app is not None:
-                await close_firebase_app(runtime.firebase_app)
-
-    return lifespan

@@ -5,25 +5,17 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, delete, get, post
-from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from backend.accounts.auth import BEARER
-from backend.deps import CurrentUser, DbSession
+from backend.deps import CurrentUser
 from backend.errors import NotFound, Unauthorized, error_responses
+from backend.push.deps import Devices
 from backend.push.schemas import Device, DeviceList, DeviceRegistration, device_view
-from backend.push.service import DeviceService
-
-
-def provide_device_service(db_session: DbSession) -> DeviceService:
-    return DeviceService(db_session)
 
 
 class DeviceController(Controller):
     path = "/v1/devices"
     tags = ["Devices"]
-    security = BEARER
-    dependencies = {"devices": Provide(provide_device_service, sync_to_thread=False)}
 
     @post(
         "/",
@@ -40,7 +32,7 @@ class DeviceController(Controller):
     async def register(
         self,
         data: JSONBody[DeviceRegistration],
-        devices: NamedDependency[DeviceService],
+        devices: Devices,
         current_user: CurrentUser,
     ) -> Device:
         device = await devices.register(
@@ -57,9 +49,7 @@ class DeviceController(Controller):
         summary="The devices that get this account's push notifications",
         responses=error_responses(Unauthorized),
     )
-    async def list_devices(
-        self, devices: NamedDependency[DeviceService], current_user: CurrentUser
-    ) -> DeviceList:
+    async def list_devices(self, devices: Devices, current_user: CurrentUser) -> DeviceList:
         return DeviceList(data=[device_view(device) for device in await devices.listing(current_user.id)])
 
     @delete(
@@ -68,7 +58,5 @@ class DeviceController(Controller):
         summary="Stop sending push notifications to a device",
         responses=error_responses(Unauthorized, NotFound),
     )
-    async def remove(
-        self, device_id: FromPath[UUID], devices: NamedDependency[DeviceService], current_user: CurrentUser
-    ) -> None:
+    async def remove(self, device_id: FromPath[UUID], devices: Devices, current_user: CurrentUser) -> None:
         await devices.remove(current_user.id, device_id)

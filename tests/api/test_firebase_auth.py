@@ -30,7 +30,7 @@ def firebase_app(database_url: str, tmp_path: Path, fake: FakeGoogle, **environ:
     app = create_app(
         make_settings(database_url, tmp_path, SURGE_FIREBASE_PROJECT_ID=fake.project_id, **environ)
     )
-    use_local_endpoints(app.state.runtime.firebase_app, id_token_certs_url=fake.certs_url)
+    use_local_endpoints(app.state.components.firebase_app, id_token_certs_url=fake.certs_url)
     return app
 
 
@@ -168,7 +168,7 @@ async def test_googles_certificates_are_fetched_once_and_cached(client, fake_goo
 async def test_unreachable_certificates_are_a_503_with_retry_after(database_url, tmp_path, fake_google):
     app = firebase_app(database_url, tmp_path, fake_google)
     # Nothing listens on port 1.
-    use_local_endpoints(app.state.runtime.firebase_app, id_token_certs_url="http://127.0.0.1:1/certs")
+    use_local_endpoints(app.state.components.firebase_app, id_token_certs_url="http://127.0.0.1:1/certs")
     async with AsyncTestClient(app=app) as client:
         response = await firebase_sign_in(client, fake_google.id_token("uid-offline"))
     assert response.status_code == 503
@@ -239,7 +239,7 @@ async def test_while_sign_ups_are_paused_only_existing_firebase_accounts_sign_in
 
     known = await firebase_sign_in(client, fake_google.id_token("uid-known", email="known@example.com"))
     assert known.status_code == 200
-    await app.state.runtime.admission.set_override(Override(signups_open=False))
+    await app.state.components.admission.set_override(Override(signups_open=False))
     again = await firebase_sign_in(client, fake_google.id_token("uid-known", email="known@example.com"))
     assert again.status_code == 200 and again.json()["created"] is False
     new = await firebase_sign_in(client, fake_google.id_token("uid-new", email="new@example.com"))

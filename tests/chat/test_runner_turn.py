@@ -7,7 +7,8 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from backend.chat.runner import Generation, Turn, TurnRunner
+from backend.chat.runner import Generation, TurnRunner
+from backend.chat.turn import Turn
 from backend.inference.client import ChatRequest
 from backend.settings import ModelSpec
 

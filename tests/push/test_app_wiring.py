@@ -32,7 +32,7 @@ def sending_app(database_url: str, tmp_path: Path, fake_google: FakeGoogle) -> L
             SURGE_PUSH_POLL_INTERVAL_S="0.05",
         )
     )
-    use_local_endpoints(app.state.runtime.firebase_app, fcm_send_url=fake_google.fcm_send_url)
+    use_local_endpoints(app.state.components.firebase_app, fcm_send_url=fake_google.fcm_send_url)
     return app
 
 
@@ -44,7 +44,7 @@ def logging_app(database_url: str, tmp_path: Path) -> Litestar:
 async def test_the_app_runs_a_dispatcher_that_sends_what_the_outbox_holds(
     sending_app: Litestar, fake_google: FakeGoogle, seed: Seed
 ):
-    firebase_app_name = sending_app.state.runtime.firebase_app.name
+    firebase_app_name = sending_app.state.components.firebase_app.name
     async with AsyncTestClient(app=sending_app) as client:
         account = await sign_up(client)
         device = {"platform": "android", "push_token": "token-from-the-app"}

@@ -1,0 +1,36 @@
+"""The admission domain's Litestar providers: the controller, the client's IP and the turn limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import NamedDependency, Provide
+
+from backend.admission.client_ip import ClientIps
+from backend.admission.controller import AdmissionController
+from backend.admission.ratelimit import TurnRateLimit
+from backend.deps import singleton
+
+
+def provide_client_ip(request: Request[Any, Any, Any], client_ips: ClientIps) -> str:
+    return client_ips.of(request)
+
+
+def admission_providers(
+    *,
+    admission: AdmissionController,
+    client_ips: ClientIps,
+    turn_rate_limit: TurnRateLimit,
+) -> dict[str, Provide]:
+    return {
+        "admission": singleton(admission),
+        "client_ips": singleton(client_ips),
+        "client_ip": Provide(provide_client_ip, sync_to_thread=False),
+        "turn_rate_limit": singleton(turn_rate_limit),
+    }
+
+
+Admission = NamedDependency[AdmissionController]
+ClientIp = NamedDependency[str]
+TurnRate = NamedDependency[TurnRateLimit]
