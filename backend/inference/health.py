@@ -11,14 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from backend.inference.client import SGLangClient
 from backend.inference.pool import WorkerPool
 from backend.inference.worker import Worker
 from backend.observability import metrics
 from backend.periodic import Periodic
-from backend.settings import InferenceSettings, ModelSpec
+from backend.settings import InferenceSettings, SettingsError, read_models_file
 
 logger = logging.getLogger("surge.routing")
 
@@ -49,6 +47,15 @@ def cache_turnover(
         + delta("sglang:generation_tokens_total")
     )
     return max(0.0, inserted) / elapsed
+
+
+def apply_load(worker: Worker, ranks: list[Any], now: float) -> None:
+    """SGLang's /get_load, one entry per data-parallel rank: requests on the worker (running and waiting,
+    every replica's) and those waiting in its queue, which tell admission that its KV memory is full."""
+    entries = [rank for rank in ranks if isinstance(rank, dict)]
+    worker.reported_load = sum(int(rank.get("num_reqs", 0)) for rank in entries)
+    worker.reported_waiting = sum(int(rank.get("num_waiting_reqs", 0)) for rank in entries)
+    worker.reported_at = now
 
 
 class HealthMonitor:
@@ -100,10 +107,7 @@ class HealthMonitor:
                 self._server_info_at[worker.url] = now
         load = await self.client.get_json(worker.url, "/get_load", timeout)
         if isinstance(load, list):
-            worker.reported_load = sum(
-                int(rank.get("num_reqs", 0)) for rank in load if isinstance(rank, dict)
-            )
-            worker.reported_at = self.pool.clock()
+            apply_load(worker, load, self.pool.clock())
         text = await self.client.get_text(worker.url, "/metrics", timeout)
         if text:
             totals = {name: float(value) for name, value in _COUNTER.findall(text)}
@@ -149,8 +153,8 @@ class HealthMonitor:
         if mtime == self._models_file_mtime:
             return
         try:
-            models = msgspec.json.decode(Path(path).read_bytes(), type=list[ModelSpec])
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            models = read_models_file(path)
+        except SettingsError as exc:
             logger.error(
                 "SURGE_MODELS_FILE is not valid; keeping the current workers", extra={"error": str(exc)}
             )

@@ -4,19 +4,22 @@ workers joining and leaving at run time, and GET /v1/admin/fleet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
+from backend.app import create_app
 from backend.db import models as m
 from backend.inference.client import SGLangClient
 from backend.inference.health import HealthMonitor, cache_turnover
 from backend.inference.pool import WorkerPool
 from backend.settings import InferenceSettings, ModelSpec
-from loadtests.sglang_sim import run_in_process
+from loadtests.sglang_sim import RunningSim, run_in_process
 from tests.chat.helpers import wait_finished
 from tests.conftest import error_of, make_settings, serve, sign_up, sim_config
 
@@ -117,7 +120,6 @@ async def test_a_worker_that_turns_unhealthy_stops_getting_turns_and_comes_back(
             SURGE_HEALTH_FAILURE_THRESHOLD="2",
             SURGE_HEALTH_SUCCESS_THRESHOLD="2",
         )
-        from backend.app import create_app
 
         async with serve(create_app(settings)) as client, httpx.AsyncClient() as http:
             alice = await sign_up(client)
@@ -192,3 +194,65 @@ async def test_the_fleet_view_is_for_admins_only(client, alice, sessions, fleet)
         "routing_decisions",
     }
     assert sum(worker["routing_decisions"].values()) >= 1
+
+
+# Room in its KV memory for one long request at a time, while max_running_requests would allow four.
+KV_FULL_WORKER = {"sim_speedup": 1.0, "max_running_requests": 4, "max_total_tokens": 2000}
+LONG = {"max_new_tokens": 100_000, "ignore_eos": True}
+
+
+@contextlib.asynccontextmanager
+async def three_requests_held(sim: RunningSim) -> AsyncIterator[None]:
+    """Three endless requests on ``sim``: one running, two waiting for KV memory."""
+    async with httpx.AsyncClient(base_url=sim.url, timeout=30) as http:
+        requests = [
+            asyncio.create_task(http.post("/generate", json={"text": f"q{i}", "sampling_params": LONG}))
+            for i in range(3)
+        ]
+        try:
+            scheduler = sim.app.server.scheduler
+            for _ in range(500):
+                if len(scheduler.running) == 1 and len(scheduler.waiting) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert (len(scheduler.running), len(scheduler.waiting)) == (1, 2)
+            yield
+        finally:
+            await http.post("/abort_request", json={"abort_all": True})
+            await asyncio.gather(*requests)
+
+
+async def test_a_worker_out_of_kv_memory_counts_what_it_runs_as_its_capacity():
+    """SGLang's /get_load says how many requests wait: a worker queueing with fewer than
+    max_running_requests running has run out of KV memory, and admission counts only what it runs."""
+    async with run_in_process(sim_config(**KV_FULL_WORKER)) as sim, three_requests_held(sim):
+        settings = inference([sim.url])
+        pool, sglang = WorkerPool.from_settings(settings), SGLangClient()
+        try:
+            await HealthMonitor(pool, sglang, settings).check(pool.workers["deepseek-v3.1"][0])
+        finally:
+            await sglang.close()
+        worker = pool.workers["deepseek-v3.1"][0]
+        assert worker.max_running == 4  # from /server_info
+        assert (worker.reported_load, worker.reported_waiting) == (3, 2)
+        assert pool.capacity("deepseek-v3.1") == 1
+
+
+async def test_the_fleet_view_shows_each_workers_own_queue(database_url, tmp_path, sessions):
+    async with run_in_process(sim_config(**KV_FULL_WORKER)) as sim:
+        settings = make_settings(database_url, tmp_path, workers=[sim.url], SURGE_HEALTH_INTERVAL_S="0.1")
+        async with serve(create_app(settings)) as client, three_requests_held(sim):
+            admin = await sign_up(client)
+            async with sessions() as session:
+                await session.execute(
+                    update(m.User).where(m.User.id == uuid.UUID(admin.id)).values(tier="admin")
+                )
+                await session.commit()
+            depths: list[int] = []
+            for _ in range(100):
+                view = (await client.get("/v1/admin/fleet", headers=admin.headers)).json()
+                depths.append(view["workers"][0]["queue_depth"])
+                if depths[-1] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert depths[-1] == 2, depths
