@@ -483,16 +483,20 @@ def _load_group(group: type[G], environ: Mapping[str, str]) -> G:
         raise SettingsError(f"invalid {group.__name__} from environment: {exc}") from exc
 
 
+def read_models_file(path: str) -> list[ModelSpec]:
+    """``SURGE_MODELS_FILE``: the model list as JSON (read at start-up, and again whenever it changes)."""
+    try:
+        return msgspec.json.decode(Path(path).read_bytes(), type=list[ModelSpec])
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SettingsError(f"SURGE_MODELS_FILE {path}: {exc}") from exc
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from the environment (``os.environ`` by default)."""
     env = os.environ if environ is None else environ
     inference = _load_group(InferenceSettings, env)
     if inference.models_file:
-        try:
-            models = msgspec.json.decode(Path(inference.models_file).read_bytes(), type=list[ModelSpec])
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise SettingsError(f"SURGE_MODELS_FILE {inference.models_file}: {exc}") from exc
-        inference = msgspec.structs.replace(inference, models=models)
+        inference = msgspec.structs.replace(inference, models=read_models_file(inference.models_file))
     return Settings(
         server=_load_group(ServerSettings, env),
         database=_load_group(DatabaseSettings, env),

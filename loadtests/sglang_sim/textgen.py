@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from loadtests.sglang_sim.tokenizer import get_tokenizer
+from loadtests.sglang_sim.vocabulary import STARTERS, WORDS
+
 # Lengths from WORKLOAD.md: reasoning lognormal (median 1,200, p90 6,000, cap 32,000 — DeepSeek's API cap on
 # chain-of-thought); answer lognormal (median 300, p95 1,500).
 REASONING_MEDIAN: Final = 1200.0
@@ -24,50 +27,8 @@ _Z95: Final = 1.6448536269514722
 REASONING_SIGMA: Final = math.log(REASONING_P90 / REASONING_MEDIAN) / _Z90
 ANSWER_SIGMA: Final = math.log(ANSWER_P95 / ANSWER_MEDIAN) / _Z95
 
-_WORDS: Final = """
-the of and to a in is that it for as with was on be by this are or from at an have not but which they
-their can more one has all were will there when also its been would what about some into other than
-these them only then so such may first new any most over time should each two where after very like
-system model answer question data result value point case number part way work state problem because
-same both through between under while first could again need make take use find show give think know
-see look want come go say tell ask try call keep let begin seem help turn start might must still here
-every just much well back even good great small large long little high right old big different next
-early young important few public bad able last own other true false simple clear certain possible
-likely general specific local common main key given known total final whole half full open short
-step method approach reason idea example detail factor term rule order level form line set group
-process change effect cause source result test check count sum rate speed size length area price cost
-user request server cache token memory prefix batch queue stream worker route load node path graph tree
-function equation integer prime square root angle triangle circle side edge vertex matrix vector
-probability expected variable constant limit series sequence term proof lemma claim condition
-therefore however perhaps maybe actually instead rather indeed thus hence so wait hmm okay alright
-consider compute assume suppose note recall verify confirm check derive simplify expand substitute
-first second third last next previous initial remaining original current correct wrong exact approximate
-city country river history language music story book game team player market money bank company
-people person child family friend teacher student doctor water food light fire air earth sun moon star
-morning evening night day week month year hour minute second moment season summer winter spring autumn
-because although unless since until whether either neither both only even also already always never often
-""".split()  # noqa: SIM905 - a word list reads better as prose
-
-# Sentences start with a capitalised word; these read like a model thinking out loud or answering.
-_STARTERS: Final = """
-The This So Wait Hmm Okay Now First Then Next Therefore However Let Suppose Consider Note Since If When
-Actually Maybe Perhaps Thus Also Finally In For We It That Each
-""".split()  # noqa: SIM905
-
 _CORPUS_TOKENS: Final = 1 << 18
 _CORPUS_SEED: Final = 20250120  # DeepSeek-R1's release date; any constant would do.
-
-
-def vocabulary_pieces() -> list[str]:
-    """Every piece the generator can emit, in a fixed order (the tokenizer numbers them from 1000)."""
-    pieces: list[str] = []
-    words = list(dict.fromkeys(_WORDS + [w.lower() for w in _STARTERS]))
-    for w in words:
-        pieces += [" " + w, w]
-    for w in dict.fromkeys(_STARTERS + [w.capitalize() for w in words]):
-        pieces += [" " + w, w]
-    pieces += [",", ".", "?", ":", "\n", "\n\n"]
-    return list(dict.fromkeys(pieces))
 
 
 @dataclass(frozen=True)
@@ -83,11 +44,9 @@ class _Corpus:
 def _corpus() -> _Corpus:
     # Built once per process (~0.2 s): one long seeded text; outputs are windows into it, so producing a
     # 32,000-token reasoning costs a slice, not 32,000 random draws.
-    from loadtests.sglang_sim.tokenizer import get_tokenizer
-
     tok = get_tokenizer()
     rng = random.Random(_CORPUS_SEED)
-    words = [" " + w for w in _WORDS]
+    words = [" " + w for w in WORDS]
     # Zipf-like weights: a few words are very common, as in real text.
     cum: list[float] = []
     total = 0.0
@@ -95,11 +54,11 @@ def _corpus() -> _Corpus:
         total += 1.0 / (rank + 3)
         cum.append(total)
     word_ids = [tok.piece_id(w) for w in words]
-    spaced_starters = [tok.piece_id(" " + w) for w in _STARTERS]
+    spaced_starters = [tok.piece_id(" " + w) for w in STARTERS]
     comma, period, question, para = (tok.piece_id(p) for p in (",", ".", "?", "\n\n"))
     ids = array.array("q")
     starts = array.array("q")
-    unspaced = {tok.piece_id(" " + w): tok.piece_id(w) for w in _STARTERS}
+    unspaced = {tok.piece_id(" " + w): tok.piece_id(w) for w in STARTERS}
     sentences_left = 0
     while len(ids) < _CORPUS_TOKENS:
         starter = rng.choice(spaced_starters)
@@ -203,8 +162,6 @@ def _respaced() -> dict[int, int]:
 
 def sample_text(seed: int, n_tokens: int) -> str:
     """A text of exactly `n_tokens` tokens (as the simulator's tokenizer counts), for workload prompts."""
-    from loadtests.sglang_sim.tokenizer import get_tokenizer
-
     rng = random.Random(seed)
     starts = _corpus().sentence_starts
     return get_tokenizer().decode(_window(starts[rng.randrange(len(starts))], n_tokens))

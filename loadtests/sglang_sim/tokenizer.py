@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from loadtests.sglang_sim.vocabulary import vocabulary_pieces
+
 # Special tokens of the DeepSeek (V3/R1) and Qwen3 vocabularies. DeepSeek's real ids are kept for BOS/EOS
 # because clients see EOS's id as `matched_stop`.
 BOS: Final = "<｜begin▁of▁sentence｜>"
@@ -53,13 +55,6 @@ _SPECIAL_RE: Final = re.compile(
 )
 
 
-def _common_pieces() -> list[str]:
-    # Imported lazily to keep the dependency one-way: textgen builds on the tokenizer's vocabulary.
-    from loadtests.sglang_sim.textgen import vocabulary_pieces
-
-    return vocabulary_pieces()
-
-
 class Tokenizer:
     """Maps text to token ids and back; pure and deterministic across processes and runs.
 
@@ -73,7 +68,7 @@ class Tokenizer:
         self._id_to_piece: dict[int, str] = {i: t for t, (i, _) in SPECIAL_TOKENS.items()}
         self._skipped: frozenset[int] = frozenset(i for i, skip in SPECIAL_TOKENS.values() if skip)
         next_id = 1000
-        for piece in _common_pieces():
+        for piece in vocabulary_pieces():
             if piece not in self._piece_to_id:
                 self._piece_to_id[piece] = next_id
                 self._id_to_piece[next_id] = piece
