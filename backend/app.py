@@ -27,6 +27,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
@@ -145,34 +146,63 @@ class Components:
     readiness: ReadinessChecks
 
 
-def build_components(settings: Settings) -> Components:
-    """Build every long-lived object of one process; nothing connects until :func:`running` starts it."""
-    engine = create_engine(settings)
-    sessions = session_factory(engine)
-    replica_id = new_id()
-    prefix = settings.redis.key_prefix
-    redis = aioredis.Redis.from_url(settings.redis.url, max_connections=200) if settings.redis.url else None
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    """What the replicas of one deployment share: in Redis, or in this process when it is alone."""
+
     event_log: EventLog
     control: ControlChannel
     limiter: RateLimiter
     board: OverloadBoard
-    if redis is not None:
-        event_log = RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s, prefix=prefix)
-        control = RedisControlChannel(redis, channel=f"{prefix}:control:cancel")
-        limiter = RedisRateLimiter(redis, prefix=f"{prefix}:rl:")
-        # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
-        board = RedisBoard(
-            redis, fresh_s=max(5.0, 5 * settings.admission.interval_s), prefix=f"{prefix}:overload:"
-        )
-    else:
-        event_log = MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s)
-        control = LocalControlChannel()
-        limiter, board = MemoryRateLimiter(), MemoryBoard()
 
+
+def shared_state(settings: Settings, redis: aioredis.Redis | None) -> SharedState:
+    if redis is None:
+        return SharedState(
+            event_log=MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s),
+            control=LocalControlChannel(),
+            limiter=MemoryRateLimiter(),
+            board=MemoryBoard(),
+        )
+    prefix = settings.redis.key_prefix
+    return SharedState(
+        event_log=RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s, prefix=prefix),
+        control=RedisControlChannel(redis, channel=f"{prefix}:control:cancel"),
+        limiter=RedisRateLimiter(redis, prefix=f"{prefix}:rl:"),
+        # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
+        board=RedisBoard(
+            redis, fresh_s=max(5.0, 5 * settings.admission.interval_s), prefix=f"{prefix}:overload:"
+        ),
+    )
+
+
+def readiness_checks(
+    settings: Settings, engine: AsyncEngine, redis: aioredis.Redis | None, pool: WorkerPool
+) -> ReadinessChecks:
+    """What ``/readyz`` asks: the database, Redis when configured, a healthy worker for every model."""
+    checks: ReadinessChecks = {"database": database_probe(engine)}
+    if redis is not None:
+        checks["redis"] = redis_probe(redis)
+    for spec in settings.inference.models:
+        checks[f"model:{spec.id}"] = inference_probe(pool, spec.id)
+    return checks
+
+
+def build_components(settings: Settings) -> Components:
+    """Build every long-lived object of one process; nothing connects until :func:`running` starts it.
+
+    Long because it is the one list of what a process is made of, in the order the parts depend on each
+    other; each part's own construction lives with its domain."""
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    replica_id = new_id()
+    redis = aioredis.Redis.from_url(settings.redis.url, max_connections=200) if settings.redis.url else None
+    shared = shared_state(settings, redis)
+    event_log, control, limiter = shared.event_log, shared.control, shared.limiter
     pool = WorkerPool.from_settings(settings.inference)
     sglang = SGLangClient()
     admission = AdmissionController(
-        pool=pool, settings=settings.admission, board=board, replica_id=replica_id, limiter=limiter
+        pool=pool, settings=settings.admission, board=shared.board, replica_id=replica_id, limiter=limiter
     )
     store = TurnStore(sessions, event_log)
     store.finishers.append(notify_if_unattended)
@@ -198,12 +228,6 @@ def build_components(settings: Settings) -> Components:
     if firebase_app is not None and firebase_app.project_id:
         firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
     push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
-
-    readiness: ReadinessChecks = {"database": database_probe(engine)}
-    if redis is not None:
-        readiness["redis"] = redis_probe(redis)
-    for spec in settings.inference.models:
-        readiness[f"model:{spec.id}"] = inference_probe(pool, spec.id)
 
     return Components(
         settings=settings,
@@ -251,7 +275,7 @@ def build_components(settings: Settings) -> Components:
         dispatcher=PushDispatcher(sessions, push_sender, settings.push)
         if settings.push.dispatcher_enabled
         else None,
-        readiness=readiness,
+        readiness=readiness_checks(settings, engine, redis, pool),
     )
 
 
@@ -319,20 +343,9 @@ def providers(c: Components) -> dict[str, Provide]:
     }
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_settings()
-    problems = settings.configuration_problems() + settings.production_problems()
-    if problems:
-        raise SystemExit("Surge cannot start:\n  - " + "\n  - ".join(problems))
-    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
-    components = build_components(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        async with running(components):
-            yield
-
-    # The routes that need an access token, under one router that declares the bearer security once.
+def route_handlers() -> list[ControllerRouterHandler]:
+    """The public routes, and under one router (which declares the bearer security once) every route
+    that needs an access token."""
     authenticated = Router(
         path="/",
         security=BEARER,
@@ -348,6 +361,51 @@ def create_app(settings: Settings | None = None) -> Litestar:
             admin_router(),
         ],
     )
+    return [
+        healthz,
+        readyz,
+        metrics,
+        docs,
+        AuthController,
+        ShareController,  # public to read; its delete declares its own security
+        chat_socket,  # authenticates with its first frame (API.md, WebSocket)
+        authenticated,
+    ]
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Surge API",
+        version=__version__,
+        description="Accounts, conversations and streamed reasoning answers for AI chat apps (API.md).",
+        path="/schema",
+        render_plugins=[SCALAR],
+        components=[OPENAPI_COMPONENTS],
+        tags=[
+            Tag(name="Accounts"),
+            Tag(name="Conversations"),
+            Tag(name="Turns"),
+            Tag(name="Models"),
+            Tag(name="Administration"),
+            Tag(name="Operations"),
+            Tag(name="Devices"),
+        ],
+    )
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    problems = settings.configuration_problems() + settings.production_problems()
+    if problems:
+        raise SystemExit("Surge cannot start:\n  - " + "\n  - ".join(problems))
+    configure_logging(settings.server.log_level, json_lines=settings.server.log_json)
+    components = build_components(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        async with running(components):
+            yield
+
     http_metrics = PrometheusConfig(
         app_name="surge",
         prefix="surge_http",
@@ -355,16 +413,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["/metrics", "/healthz", "/readyz"],
     )
     return Litestar(
-        route_handlers=[
-            healthz,
-            readyz,
-            metrics,
-            docs,
-            AuthController,
-            ShareController,
-            chat_socket,  # authenticates with its first frame (API.md, WebSocket)
-            authenticated,
-        ],
+        route_handlers=route_handlers(),
         dependencies=providers(components),
         plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine))],
         middleware=[
@@ -381,22 +430,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"components": components}),
         request_max_body_size=settings.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="Surge API",
-            version=__version__,
-            description="Accounts, conversations and streamed reasoning answers for AI chat apps (API.md).",
-            path="/schema",
-            render_plugins=[SCALAR],
-            components=[OPENAPI_COMPONENTS],
-            tags=[
-                Tag(name="Accounts"),
-                Tag(name="Conversations"),
-                Tag(name="Turns"),
-                Tag(name="Models"),
-                Tag(name="Administration"),
-                Tag(name="Operations"),
-                Tag(name="Devices"),
-            ],
-        ),
+        openapi_config=openapi_config(),
         debug=False,
     )

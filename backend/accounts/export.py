@@ -16,6 +16,8 @@ FORMAT_VERSION = 1
 
 
 async def export_account(session: AsyncSession, user: m.User) -> bytes:
+    """The document, written as one literal that reads top to bottom like the format it produces
+    (which is why this function is longer than most: split up, the format would be scattered)."""
     conversations = list(
         await session.scalars(
             select(m.Conversation).where(m.Conversation.user_id == user.id).order_by(m.Conversation.id)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController, QueueTimeout
 from backend.chat.event_log import EventLog
-from backend.chat.prompt import render_prompt
+from backend.chat.prompt import Prompt, render_prompt
 from backend.chat.store import TurnStore
 from backend.chat.turn import Status, Turn, TurnEnding, TurnFailed
 from backend.conversations.tree import MessageTree
@@ -226,6 +226,51 @@ class TurnRunner:
         )
 
     async def _generate(self, generation: Generation) -> None:
+        """Stream the answer from a worker; one that fails before the first token is replaced by another
+        (a bounded number of times)."""
+        turn = generation.turn
+        prompt, route = await self._prompt(generation)
+        tried: set[str] = set()
+        while True:
+            dispatch = self.pool.dispatch(route, exclude=frozenset(tried))
+            if dispatch is None:
+                raise TurnFailed(
+                    "upstream_unavailable", "No inference worker is available; retry later.", retry_after_s=5
+                )
+            tried.add(dispatch.worker.url)
+            await self._on_worker(generation, dispatch)
+            assert generation.rid is not None
+            request = ChatRequest(
+                model=turn.model.served_name,
+                messages=prompt.messages,
+                rid=generation.rid,
+                max_tokens=turn.max_tokens,
+                chat_template_kwargs=turn.template_kwargs(),
+                priority=turn.upstream_priority(),
+            )
+            try:
+                await self._stream(generation, request)
+            except UpstreamError as error:
+                # The worker is to blame unless it refused our request as invalid (a 4xx).
+                dispatch.release(None, worker_failed=error.retryable)
+                self._retry_or_fail(generation, error)
+            except BaseException:
+                dispatch.release(None)  # cancelled, or shutting down: not the worker's fault
+                raise
+            else:
+                usage = generation.usage
+                dispatch.release(
+                    Outcome(
+                        prompt_tokens=usage.prompt_tokens if usage else 0,
+                        cached_tokens=usage.cached_tokens if usage else 0,
+                        completion_tokens=usage.completion_tokens if usage else 0,
+                        duration_s=time.time() - dispatch.started_at,
+                    )
+                )
+                return
+
+    async def _prompt(self, generation: Generation) -> tuple[Prompt, RouteRequest]:
+        """What is sent (system prompt and the branch, reasoning dropped) and what routing knows of it."""
         turn = generation.turn
         async with self.sessions() as session:
             branch = await MessageTree(session).path_to(turn.user_message_id)
@@ -243,68 +288,36 @@ class TurnRunner:
             prompt_text=" ".join(message["content"] for message in prompt.messages),
             previous=previous_turn(branch),
         )
-        tried: set[str] = set()
-        while True:
-            dispatch = self.pool.dispatch(route, exclude=frozenset(tried))
-            if dispatch is None:
-                raise TurnFailed(
-                    "upstream_unavailable", "No inference worker is available; retry later.", retry_after_s=5
-                )
-            worker = dispatch.worker
-            tried.add(worker.url)
-            generation.attempts += 1
-            generation.worker = worker.url
-            generation.dispatch = dispatch
-            # The rid is the message id, so an operator can follow a turn into SGLang's logs; later
-            # attempts get a suffix so that a worker never sees one rid twice.
-            generation.rid = (
-                str(turn.message_id)
-                if generation.attempts == 1
-                else f"{turn.message_id}-{generation.attempts}"
-            )
-            await self._mark_started(generation)
-            request = ChatRequest(
-                model=turn.model.served_name,
-                messages=prompt.messages,
-                rid=generation.rid,
-                max_tokens=turn.max_tokens,
-                chat_template_kwargs=turn.template_kwargs(),
-                priority=turn.upstream_priority(),
-            )
-            try:
-                await self._stream(generation, request)
-            except UpstreamError as error:
-                # The worker is to blame unless it refused our request as invalid (a 4xx).
-                dispatch.release(None, worker_failed=error.retryable)
-                if generation.has_output:
-                    raise TurnFailed("upstream_error", "The model stopped answering mid-way.") from error
-                if not error.retryable:
-                    raise TurnFailed(error.code, error.message) from error
-                if generation.attempts >= self.settings.upstream_attempts:
-                    raise TurnFailed(
-                        "upstream_unavailable",
-                        "The model could not be reached; retry later.",
-                        retry_after_s=5,
-                    ) from error
-                metrics.UPSTREAM_RETRIES.labels(turn.model.id).inc()
-                logger.warning(
-                    "worker failed before the first token; trying another",
-                    extra={"turn": str(turn.message_id), "worker": worker.url, "error": error.message[:200]},
-                )
-            except BaseException:
-                dispatch.release(None)  # cancelled, or shutting down: not the worker's fault
-                raise
-            else:
-                usage = generation.usage
-                dispatch.release(
-                    Outcome(
-                        prompt_tokens=usage.prompt_tokens if usage else 0,
-                        cached_tokens=usage.cached_tokens if usage else 0,
-                        completion_tokens=usage.completion_tokens if usage else 0,
-                        duration_s=time.time() - dispatch.started_at,
-                    )
-                )
-                return
+        return prompt, route
+
+    async def _on_worker(self, generation: Generation, dispatch: Dispatch) -> None:
+        turn = generation.turn
+        generation.attempts += 1
+        generation.worker = dispatch.worker.url
+        generation.dispatch = dispatch
+        # The rid is the message id, so an operator can follow a turn into SGLang's logs; later attempts
+        # get a suffix so that a worker never sees one rid twice.
+        generation.rid = (
+            str(turn.message_id) if generation.attempts == 1 else f"{turn.message_id}-{generation.attempts}"
+        )
+        await self._mark_started(generation)
+
+    def _retry_or_fail(self, generation: Generation, error: UpstreamError) -> None:
+        """Raise why the turn fails, unless another worker may still be tried."""
+        turn = generation.turn
+        if generation.has_output:
+            raise TurnFailed("upstream_error", "The model stopped answering mid-way.") from error
+        if not error.retryable:
+            raise TurnFailed(error.code, error.message) from error
+        if generation.attempts >= self.settings.upstream_attempts:
+            raise TurnFailed(
+                "upstream_unavailable", "The model could not be reached; retry later.", retry_after_s=5
+            ) from error
+        metrics.UPSTREAM_RETRIES.labels(turn.model.id).inc()
+        logger.warning(
+            "worker failed before the first token; trying another",
+            extra={"turn": str(turn.message_id), "worker": generation.worker, "error": error.message[:200]},
+        )
 
     async def _stream(self, generation: Generation, request: ChatRequest) -> None:
         assert generation.worker is not None

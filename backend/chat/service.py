@@ -285,20 +285,7 @@ class TurnService:
         answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
         scope, key, fingerprint = idempotency
         if key is not None:
-            # The key refers to both messages, and without ORM relationships the unit of work does not
-            # order the inserts by foreign key: write the messages first.
-            await session.flush()
-            session.add(
-                m.IdempotencyKey(
-                    user_id=user.id,
-                    scope=scope,
-                    key=key,
-                    request_hash=fingerprint,
-                    user_message_id=user_message.id,
-                    assistant_message_id=answer.id,
-                    expires_at=now + IDEMPOTENCY_TTL,
-                )
-            )
+            await _remember_key(session, user.id, idempotency, user_message, answer, now=now)
         try:
             await session.commit()
         except IntegrityError:
@@ -440,6 +427,33 @@ async def _replay(
     if user_message is None or answer is None:
         raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
     return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
+
+
+async def _remember_key(
+    session: AsyncSession,
+    user_id: UUID,
+    idempotency: tuple[str, str | None, str],
+    user_message: m.Message,
+    answer: m.Message,
+    *,
+    now: datetime,
+) -> None:
+    scope, key, fingerprint = idempotency
+    assert key is not None
+    # The key refers to both messages, and without ORM relationships the unit of work does not order the
+    # inserts by foreign key: write the messages first.
+    await session.flush()
+    session.add(
+        m.IdempotencyKey(
+            user_id=user_id,
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            user_message_id=user_message.id,
+            assistant_message_id=answer.id,
+            expires_at=now + IDEMPOTENCY_TTL,
+        )
+    )
 
 
 async def _check_parent(session: AsyncSession, conversation_id: UUID, parent_id: UUID) -> None:

@@ -57,6 +57,8 @@ KEEP_FINISHED = timedelta(days=1)
 PRUNE_EVERY = timedelta(hours=1)
 
 D = m.PushDelivery
+# A delivery this dispatcher is done with, for now or for good, is no longer claimed.
+_RELEASED: dict[str, Any] = {"claimed_by": None, "claim_expires_at": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,76 +309,75 @@ class PushDispatcher:
         deferred: list[tuple[UUID, datetime]],
     ) -> None:
         ours = D.claimed_by == self.id
-        released = {"claimed_by": None, "claim_expires_at": None}
         async with self.sessions() as session:
             for (item, push), result in sent:
-                PUSH_SENDS.labels(result.code).inc()
-                if result.alert:
-                    PUSH_AUTH_ERRORS.labels(result.code).inc()
-                    logger.error(
-                        "FCM refused our credentials: pushes are not being delivered",
-                        extra={"code": result.code, "platform": push.platform},
-                    )
-                row = update(D).where(D.id == item.id, ours)
-                attempts = item.attempts + 1
-                if result.outcome is Outcome.SENT:
-                    await session.execute(
-                        row.values(
-                            status="sent",
-                            attempts=attempts,
-                            sent_at=now,
-                            finished_at=now,
-                            outcome=result.code,
-                            **released,
-                        )
-                    )
-                elif result.outcome is Outcome.DELETE_TOKEN:
-                    # The device goes, and every push still pending for it with it (foreign key cascade).
-                    await session.execute(delete(m.Device).where(m.Device.id == item.device_id))
-                    PUSH_TOKENS_DELETED.labels(result.code).inc()
-                    logger.info(
-                        "push token deleted", extra={"device_id": str(item.device_id), "reason": result.code}
-                    )
-                elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
-                    delay = self.retry_delay(attempts, result.retry_after_s)
-                    await session.execute(
-                        row.values(
-                            attempts=attempts,
-                            due_at=now + timedelta(seconds=delay),
-                            outcome=result.code,
-                            **released,
-                        )
-                    )
-                    PUSH_RETRIES.labels(result.code).inc()
-                else:
-                    if result.outcome is Outcome.RETRY:
-                        PUSH_DROPPED.labels("gave_up").inc()
-                    elif result.outcome is Outcome.REJECTED:
-                        PUSH_DROPPED.labels("rejected").inc()
-                    await session.execute(
-                        row.values(
-                            status="failed",
-                            attempts=attempts,
-                            finished_at=now,
-                            outcome=result.code,
-                            **released,
-                        )
-                    )
+                await self._record_send(session, now, item, push, result)
             for delivery_id, reason in dropped:
                 PUSH_DROPPED.labels(reason).inc()
                 await session.execute(
                     update(D)
                     .where(D.id == delivery_id, ours)
-                    .values(status="dropped", finished_at=now, outcome=reason, **released)
+                    .values(status="dropped", finished_at=now, outcome=reason, **_RELEASED)
                 )
             for delivery_id, due_at in deferred:
                 PUSH_DEFERRED.inc()
                 await session.execute(
                     update(D)
                     .where(D.id == delivery_id, ours)
-                    .values(due_at=due_at, outcome="rate_limited", **released)
+                    .values(due_at=due_at, outcome="rate_limited", **_RELEASED)
                 )
             await session.commit()
+
+    async def _record_send(
+        self, session: AsyncSession, now: datetime, item: _Claimed, push: Push, result: SendResult
+    ) -> None:
+        """What FCM answered for one delivery: sent, token gone, retry later, or given up."""
+        PUSH_SENDS.labels(result.code).inc()
+        if result.alert:
+            PUSH_AUTH_ERRORS.labels(result.code).inc()
+            logger.error(
+                "FCM refused our credentials: pushes are not being delivered",
+                extra={"code": result.code, "platform": push.platform},
+            )
+        row = update(D).where(D.id == item.id, D.claimed_by == self.id)
+        attempts = item.attempts + 1
+        if result.outcome is Outcome.SENT:
+            await session.execute(
+                row.values(
+                    status="sent",
+                    attempts=attempts,
+                    sent_at=now,
+                    finished_at=now,
+                    outcome=result.code,
+                    **_RELEASED,
+                )
+            )
+        elif result.outcome is Outcome.DELETE_TOKEN:
+            # The device goes, and every push still pending for it with it (foreign key cascade).
+            await session.execute(delete(m.Device).where(m.Device.id == item.device_id))
+            PUSH_TOKENS_DELETED.labels(result.code).inc()
+            logger.info("push token deleted", extra={"device_id": str(item.device_id), "reason": result.code})
+        elif result.outcome is Outcome.RETRY and attempts < self.settings.max_attempts:
+            delay = self.retry_delay(attempts, result.retry_after_s)
+            await session.execute(
+                row.values(
+                    attempts=attempts,
+                    due_at=now + timedelta(seconds=delay),
+                    outcome=result.code,
+                    **_RELEASED,
+                )
+            )
+            PUSH_RETRIES.labels(result.code).inc()
+        else:
+            if result.outcome is Outcome.RETRY:
+                PUSH_DROPPED.labels("gave_up").inc()
+            elif result.outcome is Outcome.REJECTED:
+                PUSH_DROPPED.labels("rejected").inc()
+            await session.execute(
+                row.values(
+                    status="failed", attempts=attempts, finished_at=now, outcome=result.code, **_RELEASED
+                )
+            )
 
     def retry_delay(self, attempts: int, retry_after_s: float | None) -> float:
         """Exponential back-off with jitter, and never sooner than FCM's ``Retry-After``."""
