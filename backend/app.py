@@ -31,7 +31,7 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
-from backend.accounts.auth import BEARER, OPENAPI_COMPONENTS, Authenticator, BearerAuthMiddleware
+from backend.accounts.auth import Authenticator, BearerAuthMiddleware
 from backend.accounts.deps import account_providers
 from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.limits import AuthRateLimits
@@ -85,6 +85,7 @@ from backend.push.dispatcher import PushDispatcher
 from backend.push.fcm import PushSender, build_sender
 from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
+from backend.security import BEARER, OPENAPI_COMPONENTS
 from backend.settings import Settings, load_settings
 
 SCALAR = ScalarRenderPlugin(path="/")

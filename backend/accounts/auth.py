@@ -8,7 +8,6 @@ from uuid import UUID
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,24 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.accounts.tokens import AccessTokens
 from backend.db import models as m
 from backend.errors import Forbidden, Unauthorized
-
-SECURITY_SCHEME = "BearerToken"
-OPENAPI_COMPONENTS = Components(
-    security_schemes={
-        SECURITY_SCHEME: SecurityScheme(
-            type="http",
-            scheme="bearer",
-            bearer_format="JWT",
-            description="The access_token of a Session (POST /v1/auth/login, /signup or /refresh).",
-        )
-    }
-)
-
-
-# The OpenAPI security requirement of every route that needs a token, declared once on the router that
-# holds them (backend.app); public routes live outside it and say ``exclude_from_auth=True``.
-BEARER: list[dict[str, list[str]]] = [{SECURITY_SCHEME: []}]
-
 
 _USER_BY_ID = select(m.User.id, m.User.email, m.User.display_name, m.User.tier, m.User.created_at).where(
     m.User.id == bindparam("user_id")

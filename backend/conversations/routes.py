@@ -10,7 +10,6 @@ import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from backend.accounts.auth import BEARER
 from backend.conversations.deps import Conversations
 from backend.conversations.schemas import (
     Conversation,
@@ -28,6 +27,7 @@ from backend.conversations.schemas import (
 from backend.deps import CurrentUser, SettingsDep
 from backend.errors import NotFound, Unauthorized, error_responses
 from backend.pagination import DEFAULT_LIMIT, Cursor, Limit
+from backend.security import BEARER
 
 
 class ConversationController(Controller):
