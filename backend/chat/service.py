@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -186,17 +186,13 @@ class TurnService:
                 "thinking": request.thinking,
             }
         )
-        scope = f"send:{conversation_id}"
+        idempotency = (f"send:{conversation_id}", idempotency_key, fingerprint)
         async with self.sessions() as session:
-            conversations, tree = ConversationService(session, self.inference), MessageTree(session)
-            conversation = await conversations.owned(user.id, conversation_id)
+            tree = MessageTree(session)
+            conversation = await ConversationService(session, self.inference).owned(user.id, conversation_id)
             model = self.resolve_model(request.model, conversation.model)
-            await self._shed_early(session, user, model, scope, idempotency_key, fingerprint)
-            async with self._accepting(session, user.id):
-                replay = await _replay(session, user.id, scope, idempotency_key, fingerprint)
-                if replay is not None:
-                    return replay
-                limits = await self._check_allowed(session, user)
+
+            async def user_message() -> m.Message:
                 parent_id = (
                     request.parent_id
                     if not isinstance(request.parent_id, msgspec.UnsetType)
@@ -204,57 +200,69 @@ class TurnService:
                 )
                 if parent_id is not None:
                     await _check_parent(session, conversation.id, parent_id)
-                user_message = tree.append(
-                    conversation,
-                    parent_id=parent_id,
-                    role="user",
-                    content=request.content,
-                    status="complete",
-                    now=datetime.now(UTC),
+                message = tree.append(
+                    conversation, parent_id=parent_id, role="user", content=request.content, status="complete"
                 )
                 conversation.model = model.id
-                return await self._accept_answer(
-                    session,
-                    user,
-                    conversation,
-                    user_message,
-                    model,
-                    self.resolve_thinking(model, request.thinking),
-                    limits=limits,
-                    idempotency=(scope, idempotency_key, fingerprint),
-                )
+                return message
+
+            return await self._accept(
+                session, user, conversation, model, request.thinking, idempotency, user_message
+            )
 
     async def regenerate(
         self, user: m.User, answer_id: UUID, request: AnswerRequest, idempotency_key: str | None
     ) -> AcceptedTurn:
         """A new answer to the same user message, as a sibling of ``answer_id``."""
+        fingerprint = request_hash({"model": request.model, "thinking": request.thinking})
+        idempotency = (f"regenerate:{answer_id}", idempotency_key, fingerprint)
         async with self.sessions() as session:
             answer = await _owned_answer(session, user.id, answer_id)
             conversation = await ConversationService(session, self.inference).owned(
                 user.id, answer.conversation_id
             )
-            user_message = await session.get(m.Message, answer.parent_id) if answer.parent_id else None
-            if user_message is None:
+            question = await session.get(m.Message, answer.parent_id) if answer.parent_id else None
+            if question is None:
                 raise NotFound("Message not found.")
             model = self.resolve_model(request.model, answer.model or conversation.model)
-            fingerprint = request_hash({"model": request.model, "thinking": request.thinking})
-            scope = f"regenerate:{answer_id}"
-            await self._shed_early(session, user, model, scope, idempotency_key, fingerprint)
-            async with self._accepting(session, user.id):
-                replay = await _replay(session, user.id, scope, idempotency_key, fingerprint)
-                if replay is not None:
-                    return replay
-                limits = await self._check_allowed(session, user)
-                return await self._accept_answer(
-                    session,
-                    user,
-                    conversation,
-                    user_message,
-                    model,
-                    self.resolve_thinking(model, request.thinking),
-                    limits=limits,
-                    idempotency=(scope, idempotency_key, fingerprint),
-                )
+
+            async def user_message() -> m.Message:
+                assert question is not None
+                return question
+
+            return await self._accept(
+                session, user, conversation, model, request.thinking, idempotency, user_message
+            )
+
+    async def _accept(
+        self,
+        session: AsyncSession,
+        user: m.User,
+        conversation: m.Conversation,
+        model: ModelSpec,
+        thinking: bool | None,
+        idempotency: tuple[str, str | None, str],
+        user_message: Callable[[], Awaitable[m.Message]],
+    ) -> AcceptedTurn:
+        """The steps every turn goes through: shed early, or (one acceptance per user at a time) replay an
+        earlier request with the same key, check the quota, get the user message, store the answer."""
+        scope, key, fingerprint = idempotency
+        await self._shed_early(session, user, model, scope, key, fingerprint)
+        async with self._accepting(session, user.id):
+            replay = await _replay(session, user.id, scope, key, fingerprint)
+            if replay is not None:
+                return replay
+            limits = await self._check_allowed(session, user)
+            return await self._accept_answer(
+                session,
+                user,
+                conversation,
+                await user_message(),
+                model,
+                self.resolve_thinking(model, thinking),
+                limits=limits,
+                idempotency=idempotency,
+            )
 
     async def _accept_answer(
         self,
