@@ -13,7 +13,7 @@ from backend.admission.ratelimit import TurnRateLimit
 from backend.deps import singleton
 
 
-def provide_client_ip(request: Request[Any, Any, Any], client_ips: ClientIps) -> str:
+def provide_client_ip(request: Request[Any, Any, Any], client_ips: NamedDependency[ClientIps]) -> str:
     return client_ips.of(request)
 
 
