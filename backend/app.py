@@ -53,6 +53,7 @@ from backend.chat.routes import TurnController, send_message
 from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService
 from backend.chat.store import TurnStore
+from backend.chat.stream import TurnStreams
 from backend.chat.titles import TitleWriter
 from backend.chat.turn import FinishedTurn
 from backend.chat.websocket import chat_socket
@@ -160,14 +161,19 @@ class SharedState:
 def shared_state(settings: Settings, redis: aioredis.Redis | None) -> SharedState:
     if redis is None:
         return SharedState(
-            event_log=MemoryEventLog(ttl_s=settings.chat.event_log_ttl_s),
+            event_log=MemoryEventLog(coalesce_s=settings.chat.stream_coalesce_ms / 1000),
             control=LocalControlChannel(),
             limiter=MemoryRateLimiter(),
             board=MemoryBoard(),
         )
     prefix = settings.redis.key_prefix
     return SharedState(
-        event_log=RedisEventLog(redis, ttl_s=settings.chat.event_log_ttl_s, prefix=prefix),
+        event_log=RedisEventLog(
+            redis,
+            ttl_s=settings.chat.event_log_ttl_s,
+            prefix=prefix,
+            coalesce_s=settings.chat.stream_coalesce_ms / 1000,
+        ),
         control=RedisControlChannel(redis, channel=f"{prefix}:control:cancel"),
         limiter=RedisRateLimiter(redis, prefix=f"{prefix}:rl:"),
         # A replica silent for a few intervals no longer counts (its level, its share of the fleet).
@@ -338,7 +344,7 @@ def providers(c: Components) -> dict[str, Provide]:
             turn_rate_limit=c.turn_rate_limit,
         ),
         **inference_providers(pool=c.pool),
-        **chat_providers(turns=c.turns, event_log=c.event_log),
+        **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store)),
         **conversation_providers(),
         **push_providers(),
     }

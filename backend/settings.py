@@ -198,15 +198,32 @@ class ChatSettings(SettingsGroup, kw_only=True, frozen=True):
     system_prompt: Annotated[
         str, doc("System prompt of every turn; identical for all users so that it is always a cache hit")
     ] = DEFAULT_SYSTEM_PROMPT
-    event_log_ttl_s: Annotated[int, doc("How long a finished turn's event log stays replayable, seconds")] = (
-        3600
-    )
-    checkpoint_interval_s: Annotated[float, doc("How often streaming text is saved to the database")] = 1.0
-    lease_ttl_s: Annotated[float, doc("A replica's claim on its turns lasts this long without renewal")] = (
-        20.0
-    )
+    event_log_ttl_s: Annotated[
+        int,
+        doc(
+            "How long Redis keeps a finished turn's event log, seconds (readers replay finished turns from "
+            "the database, exactly; the copy serves readers still following when the turn ends)"
+        ),
+    ] = 3600
+    checkpoint_interval_s: Annotated[
+        float,
+        doc(
+            "How often streaming turns' rows are updated: marked streaming once, and their new text appended "
+            "while the event log cannot hold it (embedded, or Redis unreachable)"
+        ),
+    ] = 1.0
+    stream_coalesce_ms: Annotated[
+        float,
+        doc(
+            "Deltas arriving within this many ms go out as one event (SGLang sends one chunk per token): "
+            "the most a delta is held back, traded against CPU per token"
+        ),
+    ] = 25.0
+    lease_ttl_s: Annotated[
+        float, doc("A replica silent this long (no heartbeat) loses its turns to the others")
+    ] = 20.0
     sweep_interval_s: Annotated[
-        float, doc("How often each replica renews its leases and sweeps lapsed ones")
+        float, doc("How often each replica heartbeats and sweeps the turns of silent replicas")
     ] = 5.0
     upstream_attempts: Annotated[int, doc("Workers tried for a turn that fails before its first token")] = 3
     first_token_timeout_s: Annotated[

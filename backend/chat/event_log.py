@@ -1,17 +1,29 @@
-"""Each turn's event log: appended by the replica generating it, read from any offset by any replica.
+"""Each turn's event log: written by the process generating the turn, read from any offset by any process.
 
-Two implementations of one interface: in memory (the embedded single process) and Redis Streams
-(several replicas). Guarantees (API.md): sequence numbers 1, 2, 3, ... per turn; a reader resuming
-after ``k`` gets exactly ``k+1, k+2, ...``; the log ends with one ``done`` or ``error``.
+Guarantees (API.md): sequence numbers 1, 2, 3, ... per turn; a reader resuming after ``k`` gets exactly
+``k+1, k+2, ...``; the log ends with one ``done`` or ``error``.
+
+The process generating a turn keeps its log in memory (``LiveTurn``) while it streams. SGLang sends one
+chunk per token; the runner adds each delta without encoding anything, and once per coalescing window
+(``SURGE_STREAM_COALESCE_MS``) every turn's new text is sealed into one event per run, handed to the
+readers in this process and, with Redis, published for the other replicas in one pipeline for all turns.
+Other events (``queued``, ``started``, ``degraded``, the terminal one) are sealed and published at once.
+
+Two implementations of one interface: in memory (the embedded single process) and Redis Streams (several
+replicas: one stream per turn, ``{prefix}:turn:{id}``, entry ids ``{seq}-1`` so that Redis itself refuses
+a duplicate). Redis is a copy of the stream, not its only one: the writer keeps the whole log until its
+terminal event is published, republishes what Redis lost, and the turn's final row stores the log's
+layout (``backend.chat.layout``), so a log that expired or vanished is replayed exactly from the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 from uuid import UUID
 
@@ -19,28 +31,58 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from backend.chat.events import TurnEvent, encode_data
+from backend.chat.events import TurnEvent
+from backend.chat.layout import KIND_OF
+from backend.chat.live import LiveTurn
+from backend.observability import metrics
+
+logger = logging.getLogger("surge.chat")
 
 # A follower that has seen nothing new for this long gets ``None`` so that it can send a heartbeat.
 HEARTBEAT_S = 15.0
+# Default coalescing window: deltas arriving within it go out as one event (see the README's measurements).
+COALESCE_S = 0.025
+
+
+class LogUnavailable(Exception):
+    """The shared log cannot be reached (Redis is down): the reader should fall back to the database."""
 
 
 # Checkable: Litestar checks each dependency a route declares against its annotation.
 @runtime_checkable
 class EventLog(Protocol):
-    async def append(self, turn_id: UUID, event: str, data: Any) -> TurnEvent:
-        """Add the next event (single writer per turn); a terminal event starts the log's expiry."""
+    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = ()) -> LiveTurn:
+        """The log of a turn this process generates (made on first use; ``prefix``: the events another
+        process wrote before, for a turn taken over)."""
+        ...
+
+    def delta(self, live: LiveTurn, kind: int, text: str) -> None:
+        """Add a delta (the hot path: no I/O); it goes out with the coalescing window."""
+        ...
+
+    def seal(self, live: LiveTurn) -> None:
+        """Make a turn's pending deltas events now (before its end is stored)."""
+        ...
+
+    async def append(self, turn_id: UUID, event: str, data: Any, *, after: int | None = None) -> TurnEvent:
+        """Add an event at once (single writer per turn). ``after``: the last seq another process wrote,
+        when taking over a turn this process did not start. A terminal event ends the turn's live log."""
         ...
 
     async def read(self, turn_id: UUID, after: int = 0) -> list[TurnEvent]:
-        """The events after ``after`` that exist now (empty if the log is unknown or expired)."""
+        """The events after ``after`` that exist now (empty if the log is unknown or gone)."""
         ...
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
     ) -> AsyncIterator[list[TurnEvent] | None]:
         """Replay after ``after``, then follow live until the terminal event, in batches of whatever is
-        there at each wake-up; ``None`` means "idle" (time for a heartbeat)."""
+        there at each wake-up; ``None`` means "idle" (time for a heartbeat). Raises ``LogUnavailable``
+        when the shared log cannot be reached."""
+        ...
+
+    def live(self, turn_id: UUID) -> LiveTurn | None:
+        """The live log, if this process generates the turn."""
         ...
 
     def watching(self, turn_id: UUID) -> contextlib.AbstractAsyncContextManager[None]:
@@ -51,102 +93,178 @@ class EventLog(Protocol):
         """Clients attached to the turn's stream right now, on every replica."""
         ...
 
+    @property
+    def durable(self) -> bool:
+        """Whether the log outlives this process (Redis, reachable): else turns are checkpointed."""
+        ...
+
+    def unpublished(self) -> list[LiveTurn]:
+        """Live turns whose latest events other processes cannot read yet (none without Redis)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
 
-class _Pulse:
-    """Wakes every waiter once per append; taking the pulse before reading means no wake-up is lost."""
+class _Writers:
+    """The live logs of the turns this process generates, and the coalescing window they share."""
 
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
+    def __init__(self, coalesce_s: float) -> None:
+        self.coalesce_s = coalesce_s
+        self._live: dict[UUID, LiveTurn] = {}
+        self._due: list[LiveTurn] = []
+        self._window: asyncio.TimerHandle | None = None
+        self._local_watchers: dict[UUID, int] = {}
 
-    def fire(self) -> None:
-        self.event.set()
-        self.event = asyncio.Event()
+    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = ()) -> LiveTurn:
+        live = self._live.get(turn_id)
+        if live is None:
+            live = self._live[turn_id] = LiveTurn(turn_id)
+            live.seed(list(prefix))
+        return live
 
+    def live(self, turn_id: UUID) -> LiveTurn | None:
+        return self._live.get(turn_id)
 
-async def _follow(
-    log: Any, turn_id: UUID, after: int, heartbeat_s: float
-) -> AsyncIterator[list[TurnEvent] | None]:
-    position = after
-    while True:
-        pulse = log.pulse(turn_id).event
-        events = await log.read(turn_id, position)
-        if events:
-            end = next((index for index, event in enumerate(events) if event.terminal), None)
-            if end is not None:
-                yield events[: end + 1]
-                return
-            # Everything that piled up since the last read goes out at once: one write, not one each.
-            yield events
-            position = events[-1].seq
-            continue
+    def delta(self, live: LiveTurn, kind: int, text: str) -> None:
+        if live.add(kind, text):
+            self._due.append(live)
+            if self._window is None:
+                self._window = asyncio.get_running_loop().call_later(self.coalesce_s, self._close_window)
+
+    def seal(self, live: LiveTurn) -> None:
+        """Seal a turn's pending deltas now, without waiting for the window (the turn is ending)."""
+        if live.seal():
+            self._sealed([live])
+
+    def _close_window(self) -> None:
+        self._window = None
+        due, self._due = self._due, []
+        sealed = [live for live in due if live.seal()]
+        if sealed:
+            metrics.STREAM_FLUSHES.inc()
+            self._sealed(sealed)
+
+    def _sealed(self, lives: list[LiveTurn]) -> None:
+        """Events became visible in these turns' logs (Redis publishes them)."""
+
+    async def _add(
+        self, turn_id: UUID, event: str, data: Any, after: int | None
+    ) -> tuple[LiveTurn, TurnEvent]:
+        live = self._live.get(turn_id)
+        if live is None:
+            live = self._live[turn_id] = LiveTurn(turn_id, after=await self._last_seq(turn_id, after))
+        kind = KIND_OF.get(event)
+        if kind is not None and isinstance(data, dict) and set(data) == {"delta"}:
+            live.add(kind, data["delta"])
+            fresh = live.seal()
+        else:
+            live.add_other(event, data)
+            fresh = live.seal()
+        return live, fresh[-1]
+
+    async def _last_seq(self, turn_id: UUID, after: int | None) -> int:
+        return after or 0
+
+    def _retire(self, live: LiveTurn) -> None:
+        """The turn ended: readers already following keep their reference; new ones read elsewhere."""
+        if self._live.get(live.turn_id) is live:
+            del self._live[live.turn_id]
+        with contextlib.suppress(ValueError):
+            self._due.remove(live)
+
+    async def _follow_live(
+        self, live: LiveTurn, after: int, heartbeat_s: float
+    ) -> AsyncIterator[list[TurnEvent] | None]:
+        """Follow a turn generated here: straight from its live log, no I/O."""
+        position = after
+        live.followers += 1
         try:
-            async with asyncio.timeout(heartbeat_s):
-                await pulse.wait()
-        except TimeoutError:
-            yield None
+            while True:
+                pulse = live.pulse
+                events = live.events_after(position)
+                if events:
+                    end = next((i for i, event in enumerate(events) if event.terminal), None)
+                    if end is not None:
+                        yield events[: end + 1]
+                        return
+                    yield events
+                    position = events[-1].seq
+                    continue
+                try:
+                    async with asyncio.timeout(heartbeat_s):
+                        await pulse.wait()
+                except TimeoutError:
+                    yield None
+        finally:
+            live.followers -= 1
+
+    @contextlib.asynccontextmanager
+    async def _watching_here(self, turn_id: UUID) -> AsyncIterator[None]:
+        self._local_watchers[turn_id] = self._local_watchers.get(turn_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._local_watchers[turn_id] -= 1
+            if not self._local_watchers[turn_id]:
+                del self._local_watchers[turn_id]
 
 
-class MemoryEventLog:
-    """Everything in this process: right for the embedded default, which refuses a second process."""
+class MemoryEventLog(_Writers):
+    """Everything in this process: right for the embedded default, which refuses a second process. A
+    turn's log lives while the turn does; a finished turn is replayed from its stored row."""
 
-    def __init__(self, *, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._events: dict[UUID, list[TurnEvent]] = {}
-        self._pulses: dict[UUID, _Pulse] = {}
-        self._watchers: dict[UUID, int] = {}
-        self._expiry: dict[UUID, float] = {}
+    def __init__(self, *, coalesce_s: float = COALESCE_S) -> None:
+        super().__init__(coalesce_s)
 
-    def pulse(self, turn_id: UUID) -> _Pulse:
-        return self._pulses.setdefault(turn_id, _Pulse())
-
-    async def append(self, turn_id: UUID, event: str, data: Any) -> TurnEvent:
-        events = self._events.setdefault(turn_id, [])
-        entry = TurnEvent(seq=len(events) + 1, event=event, data=encode_data(data))
-        events.append(entry)
+    async def append(self, turn_id: UUID, event: str, data: Any, *, after: int | None = None) -> TurnEvent:
+        live, entry = await self._add(turn_id, event, data, after)
         if entry.terminal:
-            self._expiry[turn_id] = time.monotonic() + self.ttl_s
-            self._expire()
-        self.pulse(turn_id).fire()
+            self._retire(live)
         return entry
 
     async def read(self, turn_id: UUID, after: int = 0) -> list[TurnEvent]:
-        return self._events.get(turn_id, [])[after:]
+        live = self._live.get(turn_id)
+        return live.events_after(after) if live is not None else []
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
     ) -> AsyncIterator[list[TurnEvent] | None]:
-        return _follow(self, turn_id, after, heartbeat_s)
+        return self._follow(turn_id, after, heartbeat_s)
 
-    @contextlib.asynccontextmanager
-    async def watching(self, turn_id: UUID) -> AsyncIterator[None]:
-        self._watchers[turn_id] = self._watchers.get(turn_id, 0) + 1
-        try:
-            yield
-        finally:
-            self._watchers[turn_id] -= 1
-            if not self._watchers[turn_id]:
-                del self._watchers[turn_id]
+    async def _follow(
+        self, turn_id: UUID, after: int, heartbeat_s: float
+    ) -> AsyncIterator[list[TurnEvent] | None]:
+        live = self._live.get(turn_id)
+        if live is None:
+            # Not generated here (finished, or not started yet): the caller reads the stored row.
+            while True:
+                yield None
+                await asyncio.sleep(heartbeat_s)
+        async for batch in self._follow_live(live, after, heartbeat_s):
+            yield batch
+
+    def watching(self, turn_id: UUID) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._watching_here(turn_id)
 
     async def watchers(self, turn_id: UUID) -> int:
-        return self._watchers.get(turn_id, 0)
+        return self._local_watchers.get(turn_id, 0)
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for turn_id in [key for key, deadline in self._expiry.items() if deadline <= now]:
-            del self._expiry[turn_id]
-            self._events.pop(turn_id, None)
-            if turn_id not in self._watchers:
-                self._pulses.pop(turn_id, None)
+    @property
+    def durable(self) -> bool:
+        return False
+
+    def unpublished(self) -> list[LiveTurn]:
+        return []
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
-        return None
+        if self._window is not None:
+            self._window.cancel()
+            self._close_window()
 
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
@@ -156,146 +274,358 @@ def _seq_of(entry_id: bytes) -> int:
     return int(entry_id.split(b"-")[0])
 
 
-class RedisEventLog:
-    """Redis Streams, one per turn (``surge:turn:{id}``), entry ids ``{seq}-1`` so that Redis itself
-    refuses a second writer's duplicate sequence number.
+def _event_of(entry_id: bytes, fields: dict[bytes, bytes]) -> TurnEvent:
+    return TurnEvent(seq=_seq_of(entry_id), event=fields[b"e"].decode(), data=msgspec.Raw(fields[b"d"]))
 
-    Followers in this process wait on an in-process pulse; one watcher task per process multiplexes a
-    blocking XREAD over every turn followed here, so a thousand open streams cost one connection.
-    """
+
+class _Feed:
+    """What the watcher has read of a turn written by another process, for this process's readers."""
+
+    __slots__ = ("events", "followers", "position", "pulse")
+
+    def __init__(self, position: int) -> None:
+        self.position = position  # the last seq the watcher has read
+        self.events: list[TurnEvent] = []
+        self.followers: dict[int, int] = {}  # follower token -> its position
+        self.pulse = asyncio.Event()
+
+    def add(self, events: list[TurnEvent]) -> None:
+        fresh = [event for event in events if event.seq > self.position]
+        if not fresh:
+            return
+        self.events.extend(fresh)
+        self.position = fresh[-1].seq
+        # Keep only what some follower has not read yet.
+        oldest = min(self.followers.values(), default=self.position)
+        self.events = [event for event in self.events if event.seq > oldest]
+        self.pulse.set()
+        self.pulse = asyncio.Event()
+
+    def after(self, position: int) -> list[TurnEvent] | None:
+        """The events after ``position``; None if the feed does not reach back that far."""
+        if position >= self.position:
+            return []
+        if not self.events or self.events[0].seq > position + 1:
+            return None
+        return [event for event in self.events if event.seq > position]
+
+
+class RedisEventLog(_Writers):
+    """Redis Streams, one per turn. The writer publishes each coalescing window's events for every turn in
+    one pipeline; a reader in another process is fed by one watcher task per process that multiplexes a
+    blocking XREAD over every turn followed there, so a thousand open streams cost one connection."""
 
     # Unfinished turns' logs expire too, in case their writer died: nothing lives forever.
     ACTIVE_TTL_S = 24 * 3600
     WATCHER_BLOCK_MS = 100
     PRESENCE_TTL_S = 45.0
+    # A publication that takes longer than this is given up on and retried (Redis is unwell).
+    PUBLISH_TIMEOUT_S = 2.0
+    RETRY_S = 0.5
+    # Finished turns whose end could not be published yet are kept at most this many (their rows are
+    # final; readers elsewhere find the end in the database).
+    MAX_UNPUBLISHED_ENDED = 10_000
 
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: float, prefix: str = "surge") -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, ttl_s: float, prefix: str = "surge", coalesce_s: float = COALESCE_S
+    ) -> None:
+        super().__init__(coalesce_s)
         self.redis = redis
         self.ttl_s = ttl_s
         self.prefix = prefix
-        self._seq: dict[UUID, int] = {}
-        self._pulses: dict[UUID, _Pulse] = {}
-        self._followed: dict[UUID, int] = {}  # turn -> followers in this process
-        self._positions: dict[UUID, str] = {}  # turn -> last entry id the watcher has seen
+        self._publishing = asyncio.Lock()
+        # Turns with events Redis does not have yet (retried while Redis is away), and ended ones.
+        self._behind: dict[UUID, LiveTurn] = {}
+        self._retry: asyncio.Task[None] | None = None
+        self.healthy = True
+        self._feeds: dict[UUID, _Feed] = {}
         self._registered = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
+        self._presence: dict[UUID, dict[str, float]] = {}
+        self._presence_task: asyncio.Task[None] | None = None
+        self._tokens = iter(range(1 << 62))
         self._stopping = False
 
     def key(self, turn_id: UUID) -> str:
         return f"{self.prefix}:turn:{turn_id}"
 
-    def pulse(self, turn_id: UUID) -> _Pulse:
-        return self._pulses.setdefault(turn_id, _Pulse())
+    # --- writing ---
+    async def append(self, turn_id: UUID, event: str, data: Any, *, after: int | None = None) -> TurnEvent:
+        live, entry = await self._add(turn_id, event, data, after)
+        if entry.terminal:
+            self._retire(live)
+        await self._publish([live])
+        return entry
 
-    async def _last_seq(self, turn_id: UUID) -> int:
+    async def _last_seq(self, turn_id: UUID, after: int | None) -> int:
+        """Taking over a turn another process started: continue its numbering."""
+        if after is not None:
+            return after
         last = cast("list[_Entry]", await self.redis.xrevrange(self.key(turn_id), count=1))
         return _seq_of(last[0][0]) if last else 0
 
-    async def append(self, turn_id: UUID, event: str, data: Any) -> TurnEvent:
-        if turn_id not in self._seq:
-            # Taking over a turn another replica started: continue its numbering.
-            self._seq[turn_id] = await self._last_seq(turn_id)
-        seq = self._seq[turn_id] + 1
-        entry = TurnEvent(seq=seq, event=event, data=encode_data(data))
-        key = self.key(turn_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, {"e": event, "d": bytes(entry.data)}, id=f"{seq}-1")
-            pipe.expire(key, int(self.ttl_s if entry.terminal else self.ACTIVE_TTL_S))
-            await pipe.execute()
-        self._seq[turn_id] = seq
-        if entry.terminal:
-            self._seq.pop(turn_id, None)
-        self.pulse(turn_id).fire()
-        return entry
+    def _sealed(self, lives: list[LiveTurn]) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish(lives), name="surge-event-log-publish")
+        task.add_done_callback(_log_failure)
 
+    async def _publish(self, lives: list[LiveTurn]) -> None:
+        """Send what Redis does not have of these turns, in order, in one pipeline. On failure the turns
+        wait in ``_behind`` and a retry loop sends them when Redis is back."""
+        async with self._publishing:
+            for live in lives:
+                if live.published < live.visible:
+                    self._behind[live.turn_id] = live
+            if not self.healthy:
+                self._start_retry()
+                return
+            await self._send_behind()
+
+    async def _send_behind(self) -> None:
+        batch = [live for live in self._behind.values() if live.published < live.visible]
+        if not batch:
+            self._behind.clear()
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            plan: list[tuple[LiveTurn, int]] = []
+            for live in batch:
+                key = self.key(live.turn_id)
+                events = live.events_after(live.published)
+                for event in events:
+                    # After the first event, only add to a stream that exists: if Redis lost it (a restart),
+                    # XADD answers nil and the whole log is published again.
+                    fresh = event.seq == live.layout.first_seq
+                    pipe.xadd(
+                        key,
+                        {"e": event.event, "d": bytes(event.data)},
+                        id=f"{event.seq}-1",
+                        nomkstream=not fresh,
+                    )
+                    plan.append((live, event.seq))
+                if live.published < live.layout.first_seq or events[-1].terminal:
+                    pipe.expire(key, int(self.ttl_s if events[-1].terminal else self.ACTIVE_TTL_S))
+                    plan.append((live, 0))
+            try:
+                async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
+                    results = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._unhealthy(exc)
+                return
+        for (live, seq), result in zip(plan, results, strict=True):
+            if seq == 0:
+                continue
+            if isinstance(result, Exception):
+                if "equal or smaller" in str(result):  # already there (a retry after a lost reply)
+                    live.published = max(live.published, seq)
+                    continue
+                self._unhealthy(result)
+                return
+            if result is None:
+                # The stream is gone (Redis restarted and lost it): publish it again from the start.
+                metrics.EVENT_LOG_REPUBLISHED.inc()
+                live.published = live.layout.first_seq - 1
+                continue
+            live.published = max(live.published, seq)
+        for live in batch:
+            if live.published >= live.visible:
+                self._behind.pop(live.turn_id, None)
+        if any(live.published < live.visible for live in self._behind.values()):
+            await self._send_behind()  # republish what Redis lost
+
+    def _unhealthy(self, exc: BaseException) -> None:
+        if self.healthy:
+            logger.warning(
+                "event log: Redis unreachable; streams continue here and are kept until it is back",
+                extra={"error": type(exc).__name__},
+            )
+        self.healthy = False
+        metrics.EVENT_LOG_FAILURES.inc()
+        self._trim_ended()
+        self._start_retry()
+
+    def _trim_ended(self) -> None:
+        ended = [live for live in self._behind.values() if live.terminal]
+        for live in ended[: max(0, len(ended) - self.MAX_UNPUBLISHED_ENDED)]:
+            self._behind.pop(live.turn_id, None)
+            metrics.EVENT_LOG_DROPPED.inc()
+
+    def _start_retry(self) -> None:
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(
+                self._retry_loop(), name="surge-event-log-retry"
+            )
+
+    async def _retry_loop(self) -> None:
+        while self._behind and not self._stopping:
+            await asyncio.sleep(self.RETRY_S)
+            async with self._publishing:
+                self.healthy = True
+                await self._send_behind()
+            if self.healthy:
+                logger.warning("event log: Redis reachable again; streams published")
+
+    def unpublished(self) -> list[LiveTurn]:
+        return [live for live in self._behind.values() if live.published < live.visible]
+
+    @property
+    def durable(self) -> bool:
+        return self.healthy
+
+    # --- reading ---
     async def read(self, turn_id: UUID, after: int = 0) -> list[TurnEvent]:
-        rows = cast(
-            "list[_Entry]", await self.redis.xrange(self.key(turn_id), min=f"({after}-1" if after else "-")
-        )
-        return [
-            TurnEvent(seq=_seq_of(entry_id), event=fields[b"e"].decode(), data=msgspec.Raw(fields[b"d"]))
-            for entry_id, fields in rows
-        ]
+        live = self._live.get(turn_id)
+        if live is not None:
+            return live.events_after(after)
+        try:
+            rows = cast(
+                "list[_Entry]",
+                await self.redis.xrange(self.key(turn_id), min=f"({after}-1" if after else "-"),
+            )
+        except RedisError as exc:
+            raise LogUnavailable(str(exc)) from exc
+        return [_event_of(entry_id, fields) for entry_id, fields in rows]
 
     def follow(
         self, turn_id: UUID, after: int, *, heartbeat_s: float = HEARTBEAT_S
     ) -> AsyncIterator[list[TurnEvent] | None]:
-        return self._registered_follow(turn_id, after, heartbeat_s)
+        live = self._live.get(turn_id)
+        if live is not None:
+            return self._follow_live(live, after, heartbeat_s)
+        return self._follow_remote(turn_id, after, heartbeat_s)
 
-    async def _registered_follow(
+    async def _follow_remote(
         self, turn_id: UUID, after: int, heartbeat_s: float
     ) -> AsyncIterator[list[TurnEvent] | None]:
-        self._followed[turn_id] = self._followed.get(turn_id, 0) + 1
-        self._positions.setdefault(turn_id, f"{after}-1" if after else "0-0")
+        feed = self._feeds.get(turn_id)
+        if feed is None:
+            feed = self._feeds[turn_id] = _Feed(after)
+        token = next(self._tokens)
+        position = after
+        feed.followers[token] = position
         self._registered.set()
         try:
-            async for batch in _follow(self, turn_id, after, heartbeat_s):
-                yield batch
+            while True:
+                pulse = feed.pulse
+                events = feed.after(position)
+                if events is None:
+                    events = await self.read(turn_id, position)  # the feed started later: read directly
+                if events:
+                    end = next((i for i, event in enumerate(events) if event.terminal), None)
+                    if end is not None:
+                        yield events[: end + 1]
+                        return
+                    yield events
+                    position = feed.followers[token] = events[-1].seq
+                    continue
+                try:
+                    async with asyncio.timeout(heartbeat_s):
+                        await pulse.wait()
+                except TimeoutError:
+                    if not self._watcher_healthy:
+                        raise LogUnavailable("the event log watcher cannot reach Redis") from None
+                    yield None
         finally:
-            self._followed[turn_id] -= 1
-            if not self._followed[turn_id]:
-                del self._followed[turn_id]
-                self._positions.pop(turn_id, None)
-                if turn_id not in self._seq:
-                    self._pulses.pop(turn_id, None)
+            del feed.followers[token]
+            if not feed.followers:
+                self._feeds.pop(turn_id, None)
+
+    _watcher_healthy = True
 
     async def _watch(self) -> None:
-        """Wake local followers of turns written by other replicas."""
+        """Feed this process's readers of turns written by other processes."""
         while not self._stopping:
-            if not self._positions:
+            if not self._feeds:
                 self._registered.clear()
                 await self._registered.wait()
                 continue
             streams: dict[Any, Any] = {
-                self.key(turn_id): position for turn_id, position in self._positions.items()
+                self.key(turn_id): f"{feed.position}-1" for turn_id, feed in self._feeds.items()
             }
             try:
                 result = cast(
                     "list[tuple[bytes, list[_Entry]]]",
-                    await self.redis.xread(streams, block=self.WATCHER_BLOCK_MS, count=100),
+                    await self.redis.xread(streams, block=self.WATCHER_BLOCK_MS, count=1000),
                 )
-            except RedisError:
+                self._watcher_healthy = True
+            except (RedisError, OSError):
+                self._watcher_healthy = False
                 await asyncio.sleep(0.5)
                 continue
             for key, entries in result or []:
-                turn_id = UUID(key.decode().rsplit(":", 1)[1])
-                if turn_id in self._positions and entries:
-                    self._positions[turn_id] = entries[-1][0].decode()
-                    self.pulse(turn_id).fire()
+                feed = self._feeds.get(UUID(key.decode().rsplit(":", 1)[1]))
+                if feed is not None and entries:
+                    feed.add([_event_of(entry_id, fields) for entry_id, fields in entries])
 
+    # --- who is watching ---
     def _presence_key(self, turn_id: UUID) -> str:
         return f"{self.prefix}:turn:{turn_id}:watchers"
 
     @contextlib.asynccontextmanager
     async def watching(self, turn_id: UUID) -> AsyncIterator[None]:
-        key, member = self._presence_key(turn_id), uuid.uuid4().hex
-
-        async def refresh() -> None:
-            while True:
-                await self.redis.zadd(key, {member: time.time() + self.PRESENCE_TTL_S})
-                await self.redis.expire(key, int(self.PRESENCE_TTL_S * 2))
-                await asyncio.sleep(self.PRESENCE_TTL_S / 3)
-
-        await self.redis.zadd(key, {member: time.time() + self.PRESENCE_TTL_S})
-        refresher = asyncio.create_task(refresh())
+        """A reader in the process generating the turn is counted here alone (only that process asks);
+        elsewhere it is registered in Redis, refreshed by one task for all of them."""
+        if turn_id in self._live:
+            async with self._watching_here(turn_id):
+                yield
+            return
+        member = uuid.uuid4().hex
+        members = self._presence.setdefault(turn_id, {})
+        members[member] = time.time()
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.zadd(self._presence_key(turn_id), {member: time.time() + self.PRESENCE_TTL_S})
+            await self.redis.expire(self._presence_key(turn_id), int(self.PRESENCE_TTL_S * 2))
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(RedisError, asyncio.CancelledError):
-                await self.redis.zrem(key, member)
+            members.pop(member, None)
+            if not members:
+                self._presence.pop(turn_id, None)
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.zrem(self._presence_key(turn_id), member)
+
+    async def _refresh_presence(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.PRESENCE_TTL_S / 3)
+            until = time.time() + self.PRESENCE_TTL_S
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for turn_id, members in self._presence.items():
+                        pipe.zadd(self._presence_key(turn_id), dict.fromkeys(members, until))
+                        pipe.expire(self._presence_key(turn_id), int(self.PRESENCE_TTL_S * 2))
+                    await pipe.execute()
+            except (RedisError, OSError):
+                continue
 
     async def watchers(self, turn_id: UUID) -> int:
+        here = self._local_watchers.get(turn_id, 0)
+        if here:
+            return here
         return int(await self.redis.zcount(self._presence_key(turn_id), time.time(), "+inf"))
 
     async def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch(), name="surge-event-log-watcher")
+        self._presence_task = asyncio.create_task(self._refresh_presence(), name="surge-event-log-presence")
 
     async def close(self) -> None:
+        if self._window is not None:
+            self._window.cancel()
+            self._close_window()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
+                await self._publish(list(self._behind.values()))
         # Cancelling a blocking XREAD can wedge redis-py's connection; let it return on its own instead
         # (it blocks for WATCHER_BLOCK_MS at most).
         self._stopping = True
         self._registered.set()
+        for task in (self._presence_task, self._retry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._watcher is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._watcher, 2.0)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("publishing events failed", exc_info=task.exception())

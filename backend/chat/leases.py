@@ -1,8 +1,9 @@
 """Replicas and their leases: no turn stays ``queued`` or ``streaming`` after its replica died.
 
-Each replica heartbeats its row in ``replica`` and renews the leases of the turns it generates. Every
-replica also sweeps: a turn whose lease lapsed is claimed and either re-run (nothing reached the user
-yet) or failed with the text it had (from the event log, which is ahead of the last checkpoint).
+A turn's row names the replica generating it, and the claim holds while that replica heartbeats its row
+in ``replica`` (one write per replica per interval, however many turns it runs). Every replica also
+sweeps: a turn whose replica went silent is claimed and either re-run (nothing reached the user yet) or
+failed with the text its readers had (from the event log, else from its checkpoints).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.tiers import tier_limits
-from backend.chat.event_log import EventLog
-from backend.chat.events import text_from_events
+from backend.chat.event_log import EventLog, LogUnavailable
+from backend.chat.events import TurnEvent, text_from_events
+from backend.chat.layout import Layout
 from backend.chat.runner import TurnRunner
 from backend.chat.store import TurnStore
 from backend.chat.turn import Turn, TurnEnding, TurnFailed
@@ -128,7 +130,6 @@ class LeaseKeeper:
                     await self._join()
                     continue
                 await self.heartbeat()
-                await self.runner.renew_leases()
                 await self.sweep()
             except AnotherReplicaRunning:
                 logger.critical("another replica serves this database without Redis; stopping upkeep")
@@ -146,30 +147,26 @@ class LeaseKeeper:
             await session.commit()
 
     async def sweep(self, *, everything: bool = False) -> int:
-        """Settle turns whose lease lapsed (or, alone on the database, every unfinished turn)."""
-        now = datetime.now(UTC)
+        """Settle turns whose replica went silent (or, alone on the database, every unfinished turn)."""
+        cutoff = datetime.now(UTC) - self.heartbeat_window
         settled = 0
-        for turn_id in await self.store.lapsed(now, everything=everything):
+        for turn_id in await self.store.lapsed(cutoff, everything=everything):
             if turn_id in self.runner.running:
                 continue
-            if await self._settle(turn_id, now=now, everything=everything):
+            if await self._settle(turn_id, cutoff=cutoff, everything=everything):
                 settled += 1
         return settled
 
-    async def _settle(self, turn_id: UUID, *, now: datetime, everything: bool) -> bool:
-        claimed = await self.store.claim(
-            turn_id, self.replica_id, now=now, ttl_s=self.chat.lease_ttl_s, everything=everything
-        )
+    async def _settle(self, turn_id: UUID, *, cutoff: datetime, everything: bool) -> bool:
+        claimed = await self.store.claim(turn_id, self.replica_id, cutoff=cutoff, everything=everything)
         if claimed is None:
             return False  # another replica got there first
         message, conversation = claimed
         if message.parent_id is None:
             return False
-        events = await self.event_log.read(turn_id)
+        events, checkpointed = await self._log_of(turn_id)
         content, reasoning = text_from_events(events)
-        streamed = bool(
-            content or reasoning or message.content or message.reasoning or message.first_token_at
-        )
+        streamed = bool(events and (content or reasoning)) or bool(message.first_token_at)
         model = self.settings.inference.model(message.model or "")
         if not streamed and model is not None and message.attempts < self.chat.upstream_attempts:
             logger.info("re-running a turn whose replica went away", extra={"turn": str(turn_id)})
@@ -181,9 +178,6 @@ class LeaseKeeper:
                 Turn.from_message(message, user_id=conversation.user_id, model=model, limits=limits)
             )
             return True
-        if not (content or reasoning):
-            # Nothing in the event log (expired, or the embedded default restarting): the last checkpoint.
-            content, reasoning = message.content, message.reasoning
         stored = await self.store.finish(
             turn_id,
             TurnEnding(
@@ -192,6 +186,8 @@ class LeaseKeeper:
                 content=content,
                 reasoning=reasoning,
                 failure=TurnFailed("interrupted", "The answer was interrupted; regenerate it to try again."),
+                layout=Layout.of(events),
+                checkpointed=checkpointed,
             ),
             conversation_id=conversation.id,
             user_id=conversation.user_id,
@@ -200,3 +196,16 @@ class LeaseKeeper:
         if stored is not None:
             metrics.TURNS_RECOVERED.labels("failed").inc()
         return True
+
+    async def _log_of(self, turn_id: UUID) -> tuple[list[TurnEvent], bool]:
+        """Everything that reached the turn's readers: its event log, else its checkpoints (an embedded
+        process restarting, or the log lost with Redis). Also whether checkpoints exist."""
+        stored = await self.store.stored_log(turn_id)
+        checkpointed = stored is not None and stored.layout is not None and len(stored.layout) > 0
+        try:
+            events = await self.event_log.read(turn_id)
+        except LogUnavailable:
+            events = []
+        if not events and stored is not None:
+            events = stored.events()
+        return events, checkpointed

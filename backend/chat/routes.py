@@ -11,11 +11,10 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from backend.admission.deps import ClientIp, TurnRate
-from backend.chat.deps import EventLogDep, Turns
-from backend.chat.event_log import EventLog
+from backend.chat.deps import Streams, Turns
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
 from backend.chat.service import AcceptedTurn, AnswerRequest, TurnRequest
-from backend.chat.stream import parse_after, sse_response
+from backend.chat.stream import TurnStreams, parse_after
 from backend.conversations.schemas import Message, message_view
 from backend.deps import CurrentUser
 from backend.errors import (
@@ -62,10 +61,10 @@ def turn_created(accepted: AcceptedTurn) -> TurnCreated:
     )
 
 
-def answer(event_log: EventLog, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
+def answer(streams: TurnStreams, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
     created = turn_created(accepted)
     if stream:
-        return sse_response(event_log, accepted.assistant_message, 0, opening=("turn", created))
+        return streams.sse(accepted.assistant_message, 0, opening=("turn", created))
     return Response(created, status_code=202)
 
 
@@ -96,7 +95,7 @@ async def send_message(
     conversation_id: FromPath[UUID],
     data: JSONBody[SendMessage],
     turns: Turns,
-    event_log: EventLogDep,
+    streams: Streams,
     current_user: CurrentUser,
     turn_rate_limit: TurnRate,
     client_ip: ClientIp,
@@ -107,7 +106,7 @@ async def send_message(
         content=data.content, parent_id=data.parent_id, model=data.model, thinking=data.thinking
     )
     accepted = await turns.send(current_user, conversation_id, request, idempotency_key)
-    return answer(event_log, accepted, data.stream)
+    return answer(streams, accepted, data.stream)
 
 
 class TurnController(Controller):
@@ -124,7 +123,7 @@ class TurnController(Controller):
         message_id: FromPath[UUID],
         data: JSONBody[Regenerate],
         turns: Turns,
-        event_log: EventLogDep,
+        streams: Streams,
         current_user: CurrentUser,
         turn_rate_limit: TurnRate,
         client_ip: ClientIp,
@@ -133,7 +132,7 @@ class TurnController(Controller):
         await turn_rate_limit.check(current_user.id, client_ip)
         request = AnswerRequest(model=data.model, thinking=data.thinking)
         accepted = await turns.regenerate(current_user, message_id, request, idempotency_key)
-        return answer(event_log, accepted, data.stream)
+        return answer(streams, accepted, data.stream)
 
     @get(
         "/v1/messages/{message_id:uuid}",
@@ -157,14 +156,14 @@ class TurnController(Controller):
         self,
         message_id: FromPath[UUID],
         turns: Turns,
-        event_log: EventLogDep,
+        streams: Streams,
         current_user: CurrentUser,
         after: After = None,
         last_event_id: LastEventId = None,
     ) -> Stream:
         # The service's session is closed before the stream starts: a stream holds no connection.
         message = await turns.owned_answer(current_user.id, message_id)
-        return sse_response(event_log, message, parse_after(after, last_event_id))
+        return streams.sse(message, parse_after(after, last_event_id))
 
     @post(
         "/v1/messages/{message_id:uuid}/cancel",

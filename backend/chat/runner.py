@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -20,8 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController, QueueTimeout
 from backend.chat.event_log import EventLog
+from backend.chat.events import TurnEvent
+from backend.chat.layout import CONTENT, REASONING
+from backend.chat.live import LiveTurn
 from backend.chat.prompt import Prompt, render_prompt
-from backend.chat.store import TurnStore
+from backend.chat.store import Chunk, TurnStore
 from backend.chat.turn import Status, Turn, TurnEnding, TurnFailed
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
@@ -62,8 +65,8 @@ class Generation:
     """The live state of one turn being generated here."""
 
     turn: Turn
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
+    # The turn's event log as this process writes it: its text too.
+    live: LiveTurn
     worker: str | None = None
     rid: str | None = None
     attempts: int = 0
@@ -77,18 +80,21 @@ class Generation:
     # Set once the answer is being stored: a cancel arriving then changes nothing.
     finishing: bool = False
     dispatch: Dispatch | None = None
-    dirty: bool = False
+    # The row has yet to learn that the turn reached a worker (status, worker, timings).
+    unmarked: bool = False
+    # The last seq written to a checkpoint (only while the event log cannot hold the stream).
+    checkpointed_seq: int = 0
+    checkpointed: bool = False
     task: asyncio.Task[None] | None = None
     # Wall-clock times of the steps between acceptance and the worker, for the slow-start warning.
     marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def has_output(self) -> bool:
-        return bool(self.content or self.reasoning)
+        return self.live.has_text
 
     def text(self) -> tuple[str, str | None]:
-        reasoning = "".join(self.reasoning)
-        return "".join(self.content), reasoning or None
+        return self.live.text()
 
 
 class TurnRunner:
@@ -128,8 +134,17 @@ class TurnRunner:
         )
 
     # --- lifecycle ---
-    def start(self, turn: Turn) -> None:
-        generation = Generation(turn=turn, attempts=turn.attempts)
+    def start(self, turn: Turn, prefix: Sequence[TurnEvent] = ()) -> None:
+        """Generate ``turn`` here. ``prefix``: events another replica wrote before it died (a re-run)."""
+        # The live log exists before this returns: a client may follow the turn at once.
+        live = self.event_log.writer(turn.message_id, prefix)
+        generation = Generation(
+            turn=turn,
+            live=live,
+            attempts=turn.attempts,
+            checkpointed_seq=live.visible,
+            checkpointed=bool(prefix),
+        )
         self.running[turn.message_id] = generation
         generation.task = asyncio.create_task(self._run(generation), name=f"turn-{turn.message_id}")
 
@@ -320,10 +335,13 @@ class TurnRunner:
         )
 
     async def _stream(self, generation: Generation, request: ChatRequest) -> None:
+        """Relay the worker's stream into the turn's live log. This is the hot path of the whole service
+        (SGLang sends one chunk per token): each delta is a list append, and the event log seals what
+        piled up once per coalescing window."""
         assert generation.worker is not None
-        turn_id = generation.turn.message_id
         loop = asyncio.get_running_loop()
         gap = self.settings.token_gap_timeout_s
+        live, add = generation.live, self.event_log.delta
         stream = self.client.stream_chat(generation.worker, request)
         try:
             # One deadline for the whole stream: first the wait for the first token, then the longest
@@ -333,22 +351,17 @@ class TurnRunner:
                 pushed_at = 0.0
                 async for item in stream:
                     if isinstance(item, Delta):
-                        now = loop.time()
                         if generation.first_token_at is None:
                             self._first_token(generation)
-                            if generation.dispatch is not None:
-                                generation.dispatch.first_token()
                             pushed_at = 0.0
+                        now = loop.time()
                         if now - pushed_at > gap / 2:
                             deadline.reschedule(now + gap)
                             pushed_at = now
                         if item.reasoning:
-                            generation.reasoning.append(item.reasoning)
-                            await self.event_log.append(turn_id, "reasoning", {"delta": item.reasoning})
+                            add(live, REASONING, item.reasoning)
                         if item.content:
-                            generation.content.append(item.content)
-                            await self.event_log.append(turn_id, "content", {"delta": item.content})
-                        generation.dirty = True
+                            add(live, CONTENT, item.content)
                     elif isinstance(item, Finish):
                         generation.finish_reason = item.reason
                     elif isinstance(item, Usage):
@@ -367,18 +380,22 @@ class TurnRunner:
         turn = generation.turn
         generation.first_token_at = datetime.now(UTC)
         generation.first_token_clock = time.monotonic()
+        generation.unmarked = True
+        if generation.dispatch is not None:
+            generation.dispatch.first_token()
         metrics.TIME_TO_FIRST_TOKEN.labels(turn.model.id).observe(
             (generation.first_token_at - turn.accepted_at).total_seconds()
         )
 
     async def _mark_started(self, generation: Generation) -> None:
         """The turn is on a worker: tell the client now; the row learns it at the next checkpoint (at
-        most a second away), which spares every turn a write transaction of its own."""
+        most a second away, in one statement with every other turn that started), which spares every
+        turn a write transaction of its own."""
         turn = generation.turn
         if generation.started_at is None:
             generation.started_at = datetime.now(UTC)
             self._warn_if_slow_start(generation)
-        generation.dirty = True
+        generation.unmarked = True
         if not generation.announced:
             generation.announced = True
             await self.event_log.append(turn.message_id, "started", {"model": turn.model.id})
@@ -425,7 +442,10 @@ class TurnRunner:
         """Persist the turn's end and append its terminal event (the store does both, in that order)."""
         turn = generation.turn
         generation.finishing = True
-        content, reasoning = generation.text()
+        live = generation.live
+        # Whatever arrived in the last coalescing window becomes events before the answer is stored whole.
+        self.event_log.seal(live)
+        content, reasoning = live.text()
         ending = TurnEnding(
             status=status,
             finish_reason=finish_reason,
@@ -437,6 +457,8 @@ class TurnRunner:
             attempts=generation.attempts,
             started_at=generation.started_at,
             first_token_at=generation.first_token_at,
+            layout=live.layout if live.layout.first_seq == 1 else None,
+            checkpointed=generation.checkpointed,
         )
         # Retried while the database is unreachable; lost to another replica (our lease lapsed) or still
         # unwritten after the retries, the turn is settled by a sweeper from its event log.
@@ -451,28 +473,39 @@ class TurnRunner:
         outcome = status if failure is None else f"failed:{failure.code}"
         metrics.TURNS.labels(turn.model.id, outcome).inc()
 
-    # --- checkpoints and leases ---
+    # --- checkpoints ---
     async def checkpoint(self) -> None:
-        """Save every streaming turn's text so far: one statement, executed for all of them at once."""
+        """Tell the rows which turns reached a worker (one statement for all of them), and — only while
+        the event log cannot hold the streams (embedded, or Redis unreachable) — append each streaming
+        turn's new text (another one)."""
         rows = []
         for generation in self.running.values():
-            if not generation.dirty:
-                continue
-            generation.dirty = False
-            content, reasoning = generation.text()
-            rows.append(
-                {
-                    "turn_id": generation.turn.message_id,
-                    "owner": self.replica_id,
-                    "content": content,
-                    "reasoning": reasoning,
-                    "first_token_at": generation.first_token_at,
-                    "worker": generation.worker,
-                    "started_at": generation.started_at,
-                    "attempts": generation.attempts,
-                }
-            )
-        await self.store.checkpoint(rows)
+            if generation.unmarked:
+                generation.unmarked = False
+                rows.append(
+                    {
+                        "turn_id": generation.turn.message_id,
+                        "owner": self.replica_id,
+                        "worker": generation.worker,
+                        "started_at": generation.started_at,
+                        "first_token_at": generation.first_token_at,
+                        "attempts": generation.attempts,
+                    }
+                )
+        await self.store.mark_streaming(rows)
+        if not self.event_log.durable:
+            await self.store.checkpoint(self._chunks())
 
-    async def renew_leases(self) -> None:
-        await self.store.renew_leases(self.replica_id, self.settings.lease_ttl_s)
+    def _chunks(self) -> list[Chunk]:
+        chunks = []
+        for generation in self.running.values():
+            live = generation.live
+            if live.visible <= generation.checkpointed_seq or generation.finishing:
+                continue
+            content, reasoning, layout = live.piece(generation.checkpointed_seq, live.visible)
+            chunks.append(
+                Chunk(generation.turn.message_id, live.visible, content, reasoning, layout.encode())
+            )
+            generation.checkpointed_seq = live.visible
+            generation.checkpointed = True
+        return chunks

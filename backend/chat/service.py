@@ -21,8 +21,9 @@ from backend.admission.controller import AdmissionController
 from backend.admission.quota import check_turn_allowed, measure
 from backend.admission.tiers import TierLimits, tier_limits
 from backend.chat.control import ControlChannel
-from backend.chat.event_log import EventLog
-from backend.chat.events import text_from_events
+from backend.chat.event_log import EventLog, LogUnavailable
+from backend.chat.events import TurnEvent, text_from_events
+from backend.chat.layout import Layout
 from backend.chat.runner import TurnRunner
 from backend.chat.store import TurnStore
 from backend.chat.turn import Turn, TurnEnding
@@ -137,17 +138,24 @@ class TurnService:
         return await self.with_live_text(await self.owned_message(user_id, message_id))
 
     async def with_live_text(self, message: m.Message) -> m.Message:
-        """``message`` (detached from its session) with its answer's text so far, if it is streaming."""
+        """``message`` (detached from its session) with its answer's text so far, if it is streaming:
+        from this process's live log, else the shared event log, else its checkpoints."""
         if message.status not in m.ACTIVE_STATUSES:
             return message
-        live = self.runner.live_text(message.id)
-        if live is None:
-            content, reasoning = text_from_events(await self.event_log.read(message.id))
-            if content or reasoning:
-                live = content, reasoning
-        if live is not None:
-            message.content, message.reasoning = live
+        text = self.runner.live_text(message.id)
+        if text is None and (events := await self._log_so_far(message.id)):
+            text = text_from_events(events)
+        if text is not None:
+            message.content, message.reasoning = text
         return message
+
+    async def _log_so_far(self, turn_id: UUID) -> list[TurnEvent]:
+        """A turn's events as readers got them: the shared event log, else the stored checkpoints."""
+        with contextlib.suppress(LogUnavailable):
+            if events := await self.event_log.read(turn_id):
+                return events
+        stored = await self.store.stored_log(turn_id)
+        return stored.events() if stored is not None else []
 
     # --- accepting ---
     def resolve_model(self, requested: str | None, fallback: str) -> ModelSpec:
@@ -290,7 +298,6 @@ class TurnService:
         answer.thinking = plan.thinking
         answer.max_tokens = plan.max_tokens
         answer.lease_owner = self.replica_id
-        answer.lease_expires_at = now + timedelta(seconds=self.chat.lease_ttl_s)
         scope, key, fingerprint = idempotency
         if key is not None:
             await _remember_key(session, user.id, idempotency, user_message, answer, now=now)
@@ -370,13 +377,19 @@ class TurnService:
         return False
 
     async def _force_cancel(self, user: m.User, answer: m.Message) -> None:
-        """Nobody answered the cancel (the owner is gone or cut off): end the turn from here. The owner,
-        if alive, is fenced off: its writes require its own lease."""
-        text = await self.with_live_text(answer)
+        """Nobody answered the cancel (the owner is gone or cut off): end the turn from here, with the
+        text its readers had. The owner, if alive, is fenced off: its writes require its own lease."""
+        events = await self._log_so_far(answer.id)
+        content, reasoning = text_from_events(events)
         await self.store.finish(
             answer.id,
             TurnEnding(
-                status="cancelled", finish_reason="cancelled", content=text.content, reasoning=text.reasoning
+                status="cancelled",
+                finish_reason="cancelled",
+                content=content,
+                reasoning=reasoning,
+                layout=Layout.of(events),
+                checkpointed=True,
             ),
             conversation_id=answer.conversation_id,
             user_id=user.id,

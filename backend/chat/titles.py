@@ -53,7 +53,7 @@ class TitleWriter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def after_turn(self, turn: Turn) -> None:
-        task = asyncio.create_task(self._title(turn))
+        task = asyncio.create_task(self._title(turn), name=f"surge-title-{turn.message_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from backend.admission.tiers import TierLimits
+from backend.chat.layout import Layout
 from backend.db import models as m
 from backend.inference.client import Usage
 from backend.settings import ModelSpec
@@ -100,6 +101,11 @@ class TurnEnding:
     attempts: int | None = None
     started_at: datetime | None = None
     first_token_at: datetime | None = None
+    # The events of the log before the terminal one (stored, to replay the log exactly later); None when
+    # unknown (a turn ended where its log could not be read).
+    layout: Layout | None = None
+    # Whether checkpoints were written (they are deleted with the final write).
+    checkpointed: bool = False
 
     def row_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -107,6 +113,7 @@ class TurnEnding:
             "finish_reason": self.finish_reason,
             "content": self.content,
             "reasoning": self.reasoning,
+            "event_layout": self.layout.encode() if self.layout is not None else None,
         }
         for name in ("worker", "attempts", "started_at", "first_token_at"):
             if (value := getattr(self, name)) is not None:

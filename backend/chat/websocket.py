@@ -18,12 +18,11 @@ from backend.accounts.auth import Authenticator
 from backend.admission.client_ip import ClientIps
 from backend.admission.deps import TurnRate
 from backend.admission.ratelimit import TurnRateLimit
-from backend.chat.deps import EventLogDep, Turns
-from backend.chat.event_log import EventLog
+from backend.chat.deps import Streams, Turns
 from backend.chat.events import WsFrame, ws_frame
 from backend.chat.schemas import Content, ModelId
 from backend.chat.service import TurnRequest, TurnService
-from backend.chat.stream import turn_events
+from backend.chat.stream import TurnStreams
 from backend.conversations.schemas import message_view
 from backend.db import models as m
 from backend.errors import ApiError, NotFound, Unauthorized
@@ -75,7 +74,7 @@ class SocketServices:
     """What a socket's frames use (the handler gets each from its domain's providers)."""
 
     turns: TurnService
-    event_log: EventLog
+    streams: TurnStreams
     authenticator: Authenticator
     turn_rate_limit: TurnRateLimit
 
@@ -129,7 +128,7 @@ class Session:
         self.subscriptions[message.id] = asyncio.create_task(self._follow(message, after))
 
     async def _follow(self, message: m.Message, after: int) -> None:
-        async for batch in turn_events(self.services.event_log, message, after, transport="websocket"):
+        async for batch in self.services.streams.events(message, after, transport="websocket"):
             for event in batch or ():
                 self.send(ws_frame(message.id, event))
         self.subscriptions.pop(message.id, None)
@@ -195,7 +194,7 @@ async def _authenticate(
 async def chat_socket(
     socket: WebSocket[Any, Any, Any],
     turns: Turns,
-    event_log: EventLogDep,
+    streams: Streams,
     authenticator: NamedDependency[Authenticator],
     turn_rate_limit: TurnRate,
     client_ips: NamedDependency[ClientIps],
@@ -206,7 +205,7 @@ async def chat_socket(
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
         return
     services = SocketServices(
-        turns=turns, event_log=event_log, authenticator=authenticator, turn_rate_limit=turn_rate_limit
+        turns=turns, streams=streams, authenticator=authenticator, turn_rate_limit=turn_rate_limit
     )
     user_id, expires_at = verified
     session = Session(

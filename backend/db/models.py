@@ -7,7 +7,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from advanced_alchemy.types import GUID
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db.base import Base, utcnow
@@ -133,12 +148,29 @@ class Message(Base):
     first_token_at: Mapped[datetime | None]
     # Upstream attempts so far (a worker failing before the first token is retried elsewhere).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The replica generating it and until when that claim holds: a turn whose lease lapses is failed
-    # (or re-run, if nothing had been streamed) by a surviving replica.
+    # The replica generating it. The claim holds while that replica's heartbeat does (``replica``): a
+    # surviving replica fails (or re-runs, if nothing had been streamed) a turn whose replica went silent.
     lease_owner: Mapped[UUID | None]
-    lease_expires_at: Mapped[datetime | None]
+    # A finished answer's event log, compactly (backend.chat.layout): with the text it replays the log
+    # exactly, seq for seq, after the live log is gone.
+    event_layout: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     conversation: Mapped[Conversation] = relationship(lazy="raise", foreign_keys=[conversation_id])
+
+
+# A streaming answer's text, checkpointed as appended pieces (each with the layout of the events it covers)
+# rather than rewritten whole: written only while the event log is not shared (embedded) or not reachable
+# (Redis down), and deleted when the answer is stored whole.
+message_chunk = Table(
+    "message_chunk",
+    Base.metadata,
+    Column("message_id", GUID(length=16), ForeignKey("message.id", ondelete="CASCADE"), nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("reasoning", Text, nullable=False),
+    Column("layout", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("message_id", "last_seq", name="pk_message_chunk"),
+)
 
 
 class Share(Base):

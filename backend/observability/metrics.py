@@ -34,6 +34,22 @@ UPSTREAM_RETRIES = Counter(
 TURNS_RECOVERED = Counter(
     "surge_turns_recovered_total", "Turns whose replica died, by what the survivor did", ["action"]
 )
+STREAM_FLUSHES = Counter(
+    "surge_stream_flushes_total", "Coalescing windows that sealed new events (one publication each)"
+)
+STREAM_FALLBACKS = Counter(
+    "surge_stream_fallbacks_total", "Readers that lost the shared event log and read the database instead"
+)
+EVENT_LOG_FAILURES = Counter(
+    "surge_event_log_failures_total", "Publications to the shared event log (Redis) that failed and wait"
+)
+EVENT_LOG_REPUBLISHED = Counter(
+    "surge_event_log_republished_total", "Turn logs Redis had lost (a restart) and that were published again"
+)
+EVENT_LOG_DROPPED = Counter(
+    "surge_event_log_dropped_total",
+    "Ended turns whose log was never published (Redis away too long); readers replay them from the database",
+)
 
 # --- push: devices, the outbox and FCM ---
 PUSH_SENDS = Counter(

@@ -36,11 +36,14 @@ async def new_conversation(client, account: Account) -> str:
 
 @contextmanager
 def count_statements() -> Iterator[list[str]]:
-    """The SQL statements every engine of this process runs inside the block."""
+    """The SQL statements the requests handled inside the block run, on every engine of this process (not
+    the replica's background work: its loops and turn tasks are named ``surge-*`` and ``turn-*``)."""
     statements: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
+        task = asyncio.current_task()
+        if task is None or not task.get_name().startswith(("surge-", "turn-")):
+            statements.append(statement)
 
     event.listen(Engine, "before_cursor_execute", record)
     try:

@@ -1,5 +1,6 @@
 """The event log's guarantees, for both implementations: numbering, replay from any offset, following
-live until the terminal event, heartbeats when idle, and who is watching."""
+live until the terminal event, coalescing deltas into events, heartbeats when idle, who is watching; and,
+with Redis, that Redis is a copy the writer can restore and survive without."""
 
 from __future__ import annotations
 
@@ -10,28 +11,40 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
+from backend.chat.event_log import EventLog, LogUnavailable, MemoryEventLog, RedisEventLog
+from backend.chat.events import TurnEvent, text_from_events
+from backend.chat.layout import CONTENT, REASONING, Layout
 from tests.services import REDIS_URL, redis_available, require
+
+WINDOW_S = 0.02
+
+
+async def redis_log(prefix: str, **options) -> tuple[RedisEventLog, aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    return RedisEventLog(client, ttl_s=60, prefix=prefix, coalesce_s=WINDOW_S, **options), client
+
+
+async def forget(client: aioredis.Redis, prefix: str) -> None:
+    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def event_log(request: pytest.FixtureRequest) -> AsyncIterator[EventLog]:
     if request.param == "memory":
-        yield MemoryEventLog(ttl_s=60)
+        yield MemoryEventLog(coalesce_s=WINDOW_S)
         return
     require("Redis", redis_available())
-    client = aioredis.Redis.from_url(REDIS_URL)
     prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
-    log = RedisEventLog(client, ttl_s=60, prefix=prefix)
+    log, client = await redis_log(prefix)
     await log.start()
     try:
         yield log
     finally:
         await log.close()
-        keys = [key async for key in client.scan_iter(f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+        await forget(client, prefix)
 
 
 async def collect(log: EventLog, turn: uuid.UUID, after: int) -> list[tuple[int, str]]:
@@ -40,12 +53,12 @@ async def collect(log: EventLog, turn: uuid.UUID, after: int) -> list[tuple[int,
 
 async def test_events_are_numbered_from_one(event_log):
     turn = uuid.uuid4()
-    entries = [await event_log.append(turn, name, {"delta": name}) for name in ("started", "content", "done")]
-    assert [entry.seq for entry in entries] == [1, 2, 3]
+    entries = [await event_log.append(turn, name, {"delta": name}) for name in ("started", "content")]
+    assert [entry.seq for entry in entries] == [1, 2]
     assert [(e.seq, e.event, e.payload()) for e in await event_log.read(turn, 1)] == [
-        (2, "content", {"delta": "content"}),
-        (3, "done", {"delta": "done"}),
+        (2, "content", {"delta": "content"})
     ]
+    assert (await event_log.append(turn, "done", {"message": {}})).seq == 3
 
 
 async def test_following_replays_then_continues_live_until_the_terminal_event(event_log):
@@ -56,7 +69,6 @@ async def test_following_replays_then_continues_live_until_the_terminal_event(ev
     await asyncio.sleep(0.05)
     await event_log.append(turn, "content", {"delta": "b"})
     await event_log.append(turn, "done", {"message": {}})
-    await event_log.append(turn, "content", {"delta": "never read"})
     assert await asyncio.wait_for(follower, 5) == [
         (1, "started"),
         (2, "content"),
@@ -68,13 +80,46 @@ async def test_following_replays_then_continues_live_until_the_terminal_event(ev
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
 async def test_following_after_k_yields_exactly_the_rest(event_log, after):
     turn = uuid.uuid4()
-    for name in ("started", "reasoning", "content", "done"):
-        await event_log.append(turn, name, {})
-    assert [seq for seq, _ in await collect(event_log, turn, after)] == list(range(after + 1, 5))
+    for name in ("started", "reasoning", "content"):
+        await event_log.append(turn, name, {"delta": name} if name != "started" else {})
+    follower = asyncio.create_task(collect(event_log, turn, after))
+    await asyncio.sleep(0.05)
+    await event_log.append(turn, "done", {})
+    assert [seq for seq, _ in await asyncio.wait_for(follower, 5)] == list(range(after + 1, 5))
+
+
+async def test_deltas_within_a_window_go_out_as_one_event_per_run(event_log):
+    """SGLang sends a chunk per token; the log seals what arrived within the coalescing window into one
+    event per run of one kind, and the runs add up to exactly what was sent."""
+    turn = uuid.uuid4()
+    live = event_log.writer(turn)
+    follower = asyncio.create_task(collect_events(event_log, turn))
+    await asyncio.sleep(0.05)
+    for token in ("Let", " me", " think"):
+        event_log.delta(live, REASONING, token)
+    for token in ("The", " answer"):
+        event_log.delta(live, CONTENT, token)
+    await asyncio.sleep(WINDOW_S * 5)
+    event_log.delta(live, CONTENT, " is 4.")
+    await asyncio.sleep(WINDOW_S * 5)
+    await event_log.append(turn, "done", {})
+    events = await asyncio.wait_for(follower, 5)
+    assert [(e.event, e.payload()) for e in events] == [
+        ("reasoning", {"delta": "Let me think"}),
+        ("content", {"delta": "The answer"}),
+        ("content", {"delta": " is 4."}),
+        ("done", {}),
+    ]
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+
+
+async def collect_events(log: EventLog, turn: uuid.UUID, after: int = 0) -> list[TurnEvent]:
+    return [e async for batch in log.follow(turn, after, heartbeat_s=5) for e in batch or ()]
 
 
 async def test_a_follower_waiting_for_the_first_event_is_woken(event_log):
     turn = uuid.uuid4()
+    event_log.writer(turn)
     follower = asyncio.create_task(collect(event_log, turn, 0))
     await asyncio.sleep(0.2)
     await event_log.append(turn, "error", {"code": "x", "message": "y"})
@@ -91,21 +136,75 @@ async def test_an_idle_follower_gets_heartbeats(event_log):
 
 async def test_watchers_are_counted_while_attached(event_log):
     turn = uuid.uuid4()
+    event_log.writer(turn)
     assert await event_log.watchers(turn) == 0
     async with event_log.watching(turn), event_log.watching(turn):
         assert await event_log.watchers(turn) == 2
     assert await event_log.watchers(turn) == 0
 
 
+async def test_a_turn_that_ended_leaves_the_live_log(event_log):
+    """Its readers then replay it from the stored row (backend.chat.stream)."""
+    turn = uuid.uuid4()
+    await event_log.append(turn, "started", {})
+    assert event_log.live(turn) is not None
+    await event_log.append(turn, "done", {})
+    assert event_log.live(turn) is None
+
+
+def test_a_layout_gives_back_every_event_of_the_log():
+    events = [
+        TurnEvent(seq=1, event="started", data=_raw({"model": "m"})),
+        TurnEvent(seq=2, event="reasoning", data=_raw({"delta": "Hmm, "})),
+        TurnEvent(seq=3, event="reasoning", data=_raw({"delta": "ok."})),
+        TurnEvent(seq=4, event="content", data=_raw({"delta": "Ça va: "})),
+        TurnEvent(seq=5, event="content", data=_raw({"delta": "oui 😀"})),
+    ]
+    content, reasoning = text_from_events(events)
+    layout = Layout.decode(Layout.of(events).encode())
+    assert list(layout.events(content, reasoning or "")) == events
+    assert list(layout.events(content, reasoning or "", after=3)) == events[3:]
+    assert layout.last_seq == 5
+
+
+def _raw(data):
+    from backend.chat.events import encode_data
+
+    return encode_data(data)
+
+
+def test_a_checkpoint_piece_is_the_text_and_layout_since_the_last_one():
+    from backend.chat.live import LiveTurn
+
+    live = LiveTurn(uuid.uuid4())
+    live.add_other("started", {"model": "m"})
+    live.add(REASONING, "Let me ")
+    live.add(REASONING, "see.")
+    live.seal()
+    first = live.piece(0, live.visible)
+    live.add(CONTENT, "Four.")
+    live.seal()
+    second = live.piece(2, live.visible)
+    assert (first[0], first[1]) == ("", "Let me see.")
+    assert (second[0], second[1]) == ("Four.", "")
+    whole = Layout()
+    whole.extend(first[2])
+    whole.extend(second[2])
+    replayed = list(whole.events(first[0] + second[0], first[1] + second[1]))
+    assert [(e.seq, e.event, e.payload()) for e in replayed] == [
+        (1, "started", {"model": "m"}),
+        (2, "reasoning", {"delta": "Let me see."}),
+        (3, "content", {"delta": "Four."}),
+    ]
+
+
+# --- Redis: a copy of the stream, not its only one ---
 @pytest.mark.redis
 async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_instance_follows():
     require("Redis", redis_available())
     prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
-    first_client, second_client = aioredis.Redis.from_url(REDIS_URL), aioredis.Redis.from_url(REDIS_URL)
-    writer, reader = (
-        RedisEventLog(first_client, ttl_s=60, prefix=prefix),
-        RedisEventLog(second_client, ttl_s=60, prefix=prefix),
-    )
+    writer, first_client = await redis_log(prefix)
+    reader, second_client = await redis_log(prefix)
     await reader.start()
     try:
         turn = uuid.uuid4()
@@ -114,14 +213,83 @@ async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_i
         await asyncio.sleep(0.3)
         await writer.append(turn, "content", {"delta": "x"})
         # A replica taking over the turn continues where the dead one stopped.
-        takeover = RedisEventLog(first_client, ttl_s=60, prefix=prefix)
+        takeover, third_client = await redis_log(prefix)
         entry = await takeover.append(turn, "error", {"code": "interrupted", "message": ""})
         assert entry.seq == 3
         assert await asyncio.wait_for(follower, 5) == [(1, "started"), (2, "content"), (3, "error")]
+        await third_client.aclose()
     finally:
         await reader.close()
-        keys = [key async for key in first_client.scan_iter(f"{prefix}:*")]
-        if keys:
-            await first_client.delete(*keys)
-        await first_client.aclose()
         await second_client.aclose()
+        await forget(first_client, prefix)
+
+
+@pytest.mark.redis
+async def test_a_log_redis_lost_is_published_again_by_its_writer():
+    """Redis restarted (it keeps nothing on disk here): the writer still holds the turn's whole log and
+    publishes it again when its next events find the stream gone."""
+    require("Redis", redis_available())
+    prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
+    writer, client = await redis_log(prefix)
+    try:
+        turn = uuid.uuid4()
+        await writer.append(turn, "started", {})
+        await writer.append(turn, "content", {"delta": "Hello"})
+        await client.delete(writer.key(turn))
+        await writer.append(turn, "content", {"delta": ", world"})
+        stored = await client.xrange(writer.key(turn))
+        assert [entry_id for entry_id, _ in stored] == [b"1-1", b"2-1", b"3-1"]
+        assert text_from_events(await RedisEventLog(client, ttl_s=60, prefix=prefix).read(turn)) == (
+            "Hello, world",
+            None,
+        )
+    finally:
+        await forget(client, prefix)
+
+
+@pytest.mark.redis
+async def test_while_redis_is_unreachable_local_readers_keep_reading_and_the_log_is_published_after():
+    require("Redis", redis_available())
+    prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
+    broken = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    writer = RedisEventLog(broken, ttl_s=60, prefix=prefix, coalesce_s=WINDOW_S)
+    writer.RETRY_S = 0.05
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        turn = uuid.uuid4()
+        live = writer.writer(turn)
+        follower = asyncio.create_task(collect_events(writer, turn))
+        await writer.append(turn, "started", {})
+        writer.delta(live, CONTENT, "still ")
+        writer.delta(live, CONTENT, "flowing")
+        await asyncio.sleep(WINDOW_S * 5)
+        assert not writer.durable
+        assert writer.unpublished() == [live]
+        await writer.append(turn, "done", {})
+        events = await asyncio.wait_for(follower, 5)
+        assert [(e.seq, e.event) for e in events] == [(1, "started"), (2, "content"), (3, "done")]
+        # Redis is back (here: the writer's client is pointed at a working server).
+        writer.redis = client
+        for _ in range(100):
+            if writer.durable and not writer.unpublished():
+                break
+            await asyncio.sleep(0.05)
+        assert writer.durable and not writer.unpublished()
+        stored = await RedisEventLog(client, ttl_s=60, prefix=prefix).read(turn)
+        assert [(e.seq, e.event) for e in stored] == [(1, "started"), (2, "content"), (3, "done")]
+    finally:
+        await writer.close()
+        await broken.aclose()
+        await forget(client, prefix)
+
+
+@pytest.mark.redis
+async def test_a_reader_elsewhere_is_told_when_redis_cannot_be_reached():
+    require("Redis", redis_available())
+    broken = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    reader = RedisEventLog(broken, ttl_s=60, prefix="surge-test-unreachable")
+    try:
+        with pytest.raises(LogUnavailable):
+            await reader.read(uuid.uuid4())
+    finally:
+        await broken.aclose()

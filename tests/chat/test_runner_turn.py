@@ -7,6 +7,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from backend.chat.live import LiveTurn
 from backend.chat.runner import Generation, TurnRunner
 from backend.chat.turn import Turn
 from backend.inference.client import ChatRequest
@@ -46,7 +47,7 @@ def test_no_priority_is_sent_to_workers_that_do_not_schedule_by_it():
 # --- the slow-start warning ---
 def test_a_turn_slow_to_reach_its_worker_is_logged_with_each_step(caplog):
     accepted = datetime(2026, 1, 1, tzinfo=UTC)
-    slow = Generation(turn=make_turn(accepted=accepted))
+    slow = Generation(turn=(turn := make_turn(accepted=accepted)), live=LiveTurn(turn.message_id))
     base = accepted.timestamp()
     slow.marks = {"task": base + 0.1, "slot": base + 0.2, "branch": base + 1.7}
     slow.started_at = accepted + timedelta(seconds=1.8)
@@ -59,7 +60,7 @@ def test_a_turn_slow_to_reach_its_worker_is_logged_with_each_step(caplog):
 
 def test_waiting_in_the_fair_queue_is_not_a_slow_start(caplog):
     accepted = datetime(2026, 1, 1, tzinfo=UTC)
-    queued = Generation(turn=make_turn(accepted=accepted))
+    queued = Generation(turn=(turn := make_turn(accepted=accepted)), live=LiveTurn(turn.message_id))
     base = accepted.timestamp()
     queued.marks = {"task": base + 0.01, "slot": base + 5.0, "branch": base + 5.02}
     queued.started_at = accepted + timedelta(seconds=5.05)

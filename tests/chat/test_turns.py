@@ -248,9 +248,11 @@ def test_titles_are_cleaned_up():
 
 
 async def test_partial_text_is_checkpointed_to_the_database_while_streaming(client_with, database_url):
-    """The rows themselves (not the API, which fills in live text) hold the text so far within a second or
-    so: that is what survives this process dying. Two turns at once, so that the checkpoint is one
-    statement executed for many rows (the case PostgreSQL's driver is strict about)."""
+    """Without a shared event log (embedded), the database itself (not the API, which fills in live text)
+    holds the text so far within a second or so: that is what survives this process dying. The rows are
+    marked streaming and the text is appended in pieces (never the whole text rewritten), and the pieces
+    add up to what the API shows. Two turns at once, so that each checkpoint is one statement executed for
+    many rows (the case PostgreSQL's driver is strict about)."""
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -274,17 +276,35 @@ async def test_partial_text_is_checkpointed_to_the_database_while_streaming(clie
                 async with engine.connect() as connection:
                     rows = (
                         await connection.execute(
-                            select(m.Message.status, m.Message.reasoning, m.Message.content).where(
+                            select(m.Message.id, m.Message.status, m.Message.reasoning).where(
                                 m.Message.id.in_(answers)
                             )
                         )
                     ).all()
-                if all(row.status == "streaming" and (row.reasoning or row.content) for row in rows):
-                    break
+                    chunks = (
+                        await connection.execute(
+                            select(m.message_chunk.c.message_id, m.message_chunk.c.reasoning)
+                            .where(m.message_chunk.c.message_id.in_(answers))
+                            .order_by(m.message_chunk.c.message_id, m.message_chunk.c.last_seq)
+                        )
+                    ).all()
                 assert all(row.status in ("queued", "streaming") for row in rows), "finished unseen"
+                # While streaming, the row's own text stays empty: the text is only ever appended.
+                assert all(not row.reasoning for row in rows)
+                stored = {
+                    answer: "".join(c.reasoning for c in chunks if c.message_id == answer)
+                    for answer in answers
+                }
+                if all(row.status == "streaming" for row in rows) and all(
+                    len([c for c in chunks if c.message_id == answer]) >= 2 for answer in answers
+                ):
+                    break
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError("no checkpoint reached the database while the answers streamed")
+            for answer_id in answers:
+                shown = (await client.get(f"/v1/messages/{answer_id}", headers=alice.headers)).json()
+                assert shown["reasoning"].startswith(stored[answer_id]) and stored[answer_id]
         finally:
             await engine.dispose()
         for answer_id in answers:
