@@ -63,6 +63,7 @@ from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
 from backend.runtime import Runtime
 from backend.settings import Settings, load_settings
+from backend.web.routes import web_routes
 
 SCALAR = ScalarRenderPlugin(path="/")
 
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             my_usage,
             set_overload,
             DeviceController,
+            *web_routes(settings),
         ],
         dependencies=SHARED_DEPENDENCIES,
         plugins=[SQLAlchemyPlugin(config=alchemy_config(runtime.engine))],

@@ -155,8 +155,10 @@ class ConversationController(Controller):
     ) -> ShareCreated:
         share = await conversations.share(current_user.id, conversation_id)
         base = runtime.settings.server.public_url or str(request.base_url)
+        # A link for people: the web app's page when it is served, else the API's JSON.
+        page = "s" if runtime.settings.server.web_enabled else "v1/shares"
         return ShareCreated(
-            id=share.id, url=f"{base.rstrip('/')}/v1/shares/{share.id}", created_at=share.created_at
+            id=share.id, url=f"{base.rstrip('/')}/{page}/{share.id}", created_at=share.created_at
         )
 
 
