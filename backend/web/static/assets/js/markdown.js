@@ -160,8 +160,8 @@ export async function copyText(text, button) {
 const ESCAPABLE = new Set("\\`*_{}[]()#+-.!>~|<");
 const BARE_URL = /^https?:\/\/[^\s<>"'`]+/;
 
-/** Render inline Markdown of `text` into `parent` (and return it). */
-export function inline(text, parent) {
+/** Render inline Markdown of `text` into `parent` (and return it); `links` false inside a link. */
+export function inline(text, parent, links = true) {
   let plain = "";
   const flush = () => {
     if (plain) parent.append(document.createTextNode(plain));
@@ -199,7 +199,7 @@ export function inline(text, parent) {
       if (close >= 0) {
         flush();
         const tag = c === "~" ? "del" : size === 2 ? "strong" : "em";
-        parent.append(inline(text.slice(i + size, close), h(tag)));
+        parent.append(inline(text.slice(i + size, close), h(tag), links));
         i = close + size;
       } else {
         plain += text.slice(i, i + run);
@@ -207,7 +207,7 @@ export function inline(text, parent) {
       }
       continue;
     }
-    if (c === "[" || (c === "!" && text[i + 1] === "[")) {
+    if (links && (c === "[" || (c === "!" && text[i + 1] === "["))) {
       const link = parseLink(text, c === "!" ? i + 1 : i);
       if (link) {
         flush();
@@ -218,7 +218,7 @@ export function inline(text, parent) {
         continue;
       }
     }
-    if ((c === "h" || c === "H") && !/[\p{L}\p{N}]/u.test(text[i - 1] || "")) {
+    if (links && (c === "h" || c === "H") && !/[\p{L}\p{N}]/u.test(text[i - 1] || "")) {
       const match = BARE_URL.exec(text.slice(i));
       if (match) {
         const url = match[0].replace(/[.,:;!?)\]]+$/, "");
@@ -288,8 +288,8 @@ function anchor(url, label) {
     parsed = null;
   }
   if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
-    return inline(label, document.createDocumentFragment());
+    return inline(label, document.createDocumentFragment(), false);
   }
   const element = h("a", { href: parsed.href, target: "_blank", rel: "noopener noreferrer nofollow" });
-  return inline(label, element);
+  return inline(label, element, false);
 }
