@@ -187,15 +187,21 @@ def test_a_reload_mid_answer_resumes_the_stream_and_shows_the_answer_once(stack,
     stack.faults(slowdown=SLOW)
     send(page, LONG_ANSWER)
     wait_text(page, 100)
-    # Still being written (the database's status lags the event stream by up to a checkpoint).
-    assert branch(stack, page)[-1]["status"] in ("queued", "streaming")
+    # Reload once the database holds part of the answer (checkpointed about once a second), so that the
+    # reloaded page starts from a partial text and a replay must not add to it.
+    deadline = time.monotonic() + 20
+    while not (partial := branch(stack, page)[-1])["content"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert partial["content"] and partial["status"] in ("queued", "streaming")
     page.reload()
-    wait_text(page, 100)  # the reloaded page follows the answer while it is still being written
+    wait_text(page, len(partial["content"]) + 50)  # following the answer while it is still written
+    during = words(last_answer(page).locator(".answer").inner_text())
     stack.reset()
     answer = wait_finished(page)
     stored = branch(stack, page)[-1]
     assert stored["status"] == "complete" and len(stored["content"]) > 1000
     assert page.locator(ANSWER).count() == 1
+    assert words(stored["content"]).startswith(during), "nothing shown twice, nothing skipped, mid-answer"
     assert words(answer.locator(".answer").inner_text()) == words(stored["content"])
 
 
