@@ -88,6 +88,7 @@ from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
 from backend.security import BEARER, OPENAPI_COMPONENTS
 from backend.settings import Settings, load_settings
+from backend.web.routes import web_routes
 
 SCALAR = ScalarRenderPlugin(path="/")
 
@@ -345,7 +346,7 @@ def providers(c: Components) -> dict[str, Provide]:
         ),
         **inference_providers(pool=c.pool),
         **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store)),
-        **conversation_providers(),
+        **conversation_providers(live_answers=c.turns),
         **push_providers(),
     }
 
@@ -420,7 +421,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["/metrics", "/healthz", "/readyz"],
     )
     return Litestar(
-        route_handlers=route_handlers(),
+        route_handlers=[*route_handlers(), *web_routes(settings)],
         dependencies=providers(components),
         plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine))],
         middleware=[

@@ -37,6 +37,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         ", Redis" if settings.redis.url else ", in-process event log: one process only"
     )
     print(f"Surge ({mode}) on http://{shown}:{port}")
+    if settings.server.web_enabled:
+        print(f"  Web app: http://{shown}:{port}/")
     print(f"  API docs: http://{shown}:{port}/docs", flush=True)
     uvicorn.run(
         "backend.app:create_app",

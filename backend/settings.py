@@ -37,6 +37,9 @@ class ServerSettings(SettingsGroup, kw_only=True, frozen=True):
     port: Annotated[int, doc("Port `surge serve` listens on")] = 8000
     workers: Annotated[int, doc("Backend processes `surge serve` starts (more than one needs Redis)")] = 1
     public_url: Annotated[str, doc("Base URL clients reach this service at (used in share links)")] = ""
+    web_enabled: Annotated[
+        bool, doc("Serve the web chat app at `/` (share links then open its `/s/{id}` page)")
+    ] = True
     max_body_bytes: Annotated[int, doc("Largest request body accepted, in bytes (else 413)")] = 1_048_576
     log_level: Annotated[str, doc("Log level: DEBUG, INFO, WARNING or ERROR")] = "INFO"
     log_json: Annotated[bool, doc("Structured JSON logs (true) or human-readable lines (false)")] = True

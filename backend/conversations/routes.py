@@ -77,7 +77,7 @@ class ConversationController(Controller):
         conversations: Conversations,
         current_user: CurrentUser,
     ) -> ConversationDetail:
-        conversation, branch = await conversations.with_branch(current_user.id, conversation_id)
+        conversation, branch = await conversations.detail(current_user.id, conversation_id)
         return ConversationDetail(
             conversation=conversation_view(conversation), messages=[message_view(item) for item in branch]
         )
@@ -145,8 +145,10 @@ class ConversationController(Controller):
     ) -> ShareCreated:
         share = await conversations.share(current_user.id, conversation_id)
         base = settings.server.public_url or str(request.base_url)
+        # A link for people: the web app's page when it is served, else the API's JSON.
+        page = "s" if settings.server.web_enabled else "v1/shares"
         return ShareCreated(
-            id=share.id, url=f"{base.rstrip('/')}/v1/shares/{share.id}", created_at=share.created_at
+            id=share.id, url=f"{base.rstrip('/')}/{page}/{share.id}", created_at=share.created_at
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from sqlalchemy import and_, delete, exists, false, or_, select, text, true
@@ -42,13 +42,36 @@ def matches(query: str) -> ColumnElement[bool]:
     return or_(m.Conversation.title.ilike(pattern, escape="\\"), in_messages)
 
 
+@runtime_checkable
+class LiveAnswers(Protocol):
+    """Fills in the text generated so far of an answer that is still streaming (its row holds the text
+    only once the answer ends). The chat domain provides it; conversations do not know how turns run."""
+
+    async def with_live_text(self, message: m.Message) -> m.Message: ...
+
+
 class ConversationService:
     """One request's view of a user's conversations; commits its own writes."""
 
-    def __init__(self, session: AsyncSession, inference: InferenceSettings) -> None:
+    def __init__(
+        self, session: AsyncSession, inference: InferenceSettings, live: LiveAnswers | None = None
+    ) -> None:
         self.session = session
         self.inference = inference
         self.tree = MessageTree(session)
+        self.live = live
+
+    async def _as_read(self, messages: list[m.Message]) -> list[m.Message]:
+        """Messages as a reader sees them: a streaming answer with its text so far."""
+        if self.live is None:
+            return messages
+        shown = []
+        for message in messages:
+            if message.status in m.ACTIVE_STATUSES:
+                self.session.expunge(message)  # the live text must never be flushed into the row
+                message = await self.live.with_live_text(message)
+            shown.append(message)
+        return shown
 
     async def owned(self, user_id: UUID, conversation_id: UUID) -> m.Conversation:
         """The conversation if this user owns it; someone else's is indistinguishable from none."""
@@ -114,6 +137,11 @@ class ConversationService:
         conversation = await self.owned(user_id, conversation_id)
         return conversation, await self.tree.current_branch(conversation)
 
+    async def detail(self, user_id: UUID, conversation_id: UUID) -> tuple[m.Conversation, list[m.Message]]:
+        """The conversation and its current branch as a reader sees it (streaming text filled in)."""
+        conversation, branch = await self.with_branch(user_id, conversation_id)
+        return conversation, await self._as_read(branch)
+
     async def update(self, user_id: UUID, conversation_id: UUID, changes: dict[str, Any]) -> m.Conversation:
         conversation = await self.owned(user_id, conversation_id)
         if "current_leaf_id" in changes:
@@ -153,7 +181,7 @@ class ConversationService:
         if len(rows) > limit:
             rows = rows[:limit]
             next_cursor = encode_cursor([str(rows[-1].id)])
-        return rows, next_cursor
+        return await self._as_read(rows), next_cursor
 
     async def share(self, user_id: UUID, conversation_id: UUID) -> m.Share:
         """Freeze the current branch as it is now; later edits never reach the share."""

@@ -88,6 +88,9 @@ class SimConfig:
     sim_fault_die_rate: float = _flag(1.0, "share of streams that die when sim_fault_die_after_tokens is set")
     sim_fault_slowdown: float = _flag(1.0, "multiply every step time by this factor")
     sim_fault_health_fail: bool = _flag(False, "answer /health and /health_generate with 503")
+    sim_fault_answer_text: str | None = _flag(
+        None, "answer every request with this text instead of the generated one (a client's test input)"
+    )
 
     def __post_init__(self) -> None:
         if self.sim_speedup <= 0:

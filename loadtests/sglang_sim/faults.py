@@ -1,4 +1,4 @@
-"""Fault injection: refusals, stalls, dropped streams, slowdowns and failing health checks."""
+"""Fault injection: refusals, stalls, dropped streams, slowdowns, failing health checks, a fixed answer."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ class Faults:
     die_rate: float = 1.0
     slowdown: float = 1.0
     health_fail: bool = False
+    # Not a fault of a real server: every answer is this text (reasoning unchanged), so a client's tests
+    # can see how it renders a given answer, hostile Markdown say.
+    answer_text: str | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(0)
@@ -49,13 +52,15 @@ class Faults:
                 raise ValueError(f"unknown fault {key!r}; known: {', '.join(names)}")
             if key == "health_fail" and not isinstance(value, bool):
                 raise ValueError("health_fail must be a boolean")
+            if key == "answer_text" and value is not None and not isinstance(value, str):
+                raise ValueError("answer_text must be a string or null")
             if (
                 key == "die_after_tokens"
                 and value is not None
                 and (not isinstance(value, int) or isinstance(value, bool))
             ):
                 raise ValueError("die_after_tokens must be an integer or null")
-            if key not in ("health_fail", "die_after_tokens") and (
+            if key not in ("health_fail", "die_after_tokens", "answer_text") and (
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise ValueError(f"{key} must be a number")

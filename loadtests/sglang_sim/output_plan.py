@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtests.sglang_sim.chat_template import ChatTemplate
-from loadtests.sglang_sim.textgen import continuation, generate_completion
+from loadtests.sglang_sim.textgen import Completion, continuation, generate_completion
 from loadtests.sglang_sim.tokenizer import Tokenizer
 
 FinishReason = dict[str, Any]
@@ -66,13 +66,17 @@ def plan_output(
     max_new_tokens: int | None,
     stop: Sequence[str] = (),
     ignore_eos: bool = False,
+    answer_text: str | None = None,
 ) -> OutputPlan:
     """Apply SGLang's finish rules to the model's deterministic output.
 
     As in SGLang's `Req.check_finished`, reaching `max_new_tokens` wins over EOS or a stop string found on
-    the same token; `ignore_eos` runs on (with more generated text) until `max_new_tokens`.
+    the same token; `ignore_eos` runs on (with more generated text) until `max_new_tokens`. `answer_text`
+    replaces the generated answer (the `answer_text` fault).
     """
     completion = generate_completion(seed, prompt_ids, thinking, limit=max_new_tokens)
+    if answer_text is not None:
+        completion = Completion(completion.reasoning_ids, template.tok.encode(answer_text))
     layout = template.layout(completion, thinking)
     tokens = layout.tokens
     finish: FinishReason = {"type": "stop", "matched": layout.eos_id}

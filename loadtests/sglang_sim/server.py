@@ -110,6 +110,7 @@ class SimServer:
             max_new_tokens=max_new_tokens,
             stop=stops,
             ignore_eos=ignore_eos,
+            answer_text=self.faults.answer_text,
         )
         req = Request(
             rid=rid or uuid.uuid4().hex,

@@ -261,7 +261,9 @@ async def test_a_share_is_a_public_snapshot_without_reasoning_or_owner_ids(clien
     created = await client.post(f"/v1/conversations/{conversation['id']}/shares", headers=alice.headers)
     assert created.status_code == 201
     share = created.json()
-    assert set(share) == {"id", "url", "created_at"} and share["url"].endswith(f"/v1/shares/{share['id']}")
+    assert set(share) == {"id", "url", "created_at"} and share["url"].endswith(f"/s/{share['id']}"), (
+        "the web app's share page"
+    )
     # Later messages do not leak into the snapshot.
     await add_message(sessions, conversation["id"], parent=None, role="user", content="after the share")
     public = await client.get(f"/v1/shares/{share['id']}")

@@ -164,6 +164,31 @@ async def test_get_message_shows_the_text_so_far_while_streaming(client, alice):
     assert finished["reasoning"].startswith(during["reasoning"] or "")
 
 
+async def test_the_conversation_and_its_tree_show_a_streaming_answers_text_so_far(client_with):
+    """The row holds an answer's text only once it ends; reading the conversation mid-answer still shows
+    what was generated so far (as GET /v1/messages/{id} does)."""
+    from tests.conftest import sign_up
+
+    async with client_with([{"sim_speedup": 3.0}]) as (client, _):
+        alice = await sign_up(client)
+        conversation = await new_conversation(client, alice)
+        turn = await client.post(
+            f"/v1/conversations/{conversation}/messages",
+            json={"content": "think slowly", "thinking": True},
+            headers=alice.headers,
+        )
+        answer = turn.json()["assistant_message"]["id"]
+        await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=alice.headers)
+        detail = (await client.get(f"/v1/conversations/{conversation}", headers=alice.headers)).json()
+        tree = (await client.get(f"/v1/conversations/{conversation}/messages", headers=alice.headers)).json()
+        shown = [detail["messages"][-1], tree["data"][-1]]
+        assert [message["id"] for message in shown] == [answer, answer]
+        assert all(message["status"] in ("queued", "streaming") and message["reasoning"] for message in shown)
+        await client.post(f"/v1/messages/{answer}/cancel", headers=alice.headers)
+        stored = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
+        assert all(stored["reasoning"].startswith(message["reasoning"]) for message in shown)
+
+
 async def test_cancel_stops_generation_upstream_and_keeps_the_partial_text(client_with):
     async with client_with([{"sim_speedup": 2.0}]) as (client, sims):
         alice = await sign_up(client)

@@ -222,7 +222,7 @@ def test_shares_are_public_until_deleted(live_surge):
     with signed_up(live_surge) as client:
         conversation = client.conversations.create(title="Worth sharing")
         share = client.conversations.shares.create(conversation.id)
-        assert share.url.endswith(f"/v1/shares/{share.id}")
+        assert share.url.endswith(f"/s/{share.id}")  # the web app's page for it
         with Surge(base_url=live_surge.url) as stranger:
             shared = stranger.conversations.shares.get(share.id)
             assert isinstance(shared, SharedConversation) and shared.title == "Worth sharing"

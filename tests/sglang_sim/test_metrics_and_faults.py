@@ -85,3 +85,21 @@ async def test_server_info_reports_the_simulator(sim):
     assert info["sim"]["sim_speedup"] == 20.0
     assert "sim_speedup" not in info  # server args stay SGLang's
     assert sse_events("") == []
+
+
+async def test_fault_answer_text_replaces_the_answer_and_keeps_the_reasoning(sim):
+    hostile = "# Title\n\n<img src=x onerror=alert(1)> and `code`"
+    body = chat_body("same question", stream=True, separate_reasoning=True)
+    async with sim(reasoning_parser="deepseek-r1") as (client, _):
+        generated = sse_events((await client.post("/v1/chat/completions", json=body)).text)
+        knob = await client.post("/sim/faults", json={"answer_text": hostile})
+        assert knob.json()["answer_text"] == hostile
+        fixed = sse_events((await client.post("/v1/chat/completions", json=body)).text)
+        assert (await client.post("/sim/faults", json={"answer_text": 3})).status_code == 400
+
+    def text(events, key):
+        return "".join(c["choices"][0]["delta"].get(key) or "" for c in events[:-1] if c["choices"])
+
+    assert text(fixed, "content") == hostile
+    assert text(generated, "content") != hostile
+    assert text(fixed, "reasoning_content") == text(generated, "reasoning_content") != ""
