@@ -147,7 +147,9 @@ class _Writers:
             self._sealed(sealed)
 
     def _sealed(self, lives: list[LiveTurn]) -> None:
-        """Events became visible in these turns' logs (Redis publishes them)."""
+        """These turns have new events: show them to readers (Redis publishes them first)."""
+        for live in lives:
+            live.reveal()
 
     async def _add(
         self, turn_id: UUID, event: str, data: Any, after: int | None
@@ -158,11 +160,11 @@ class _Writers:
         kind = KIND_OF.get(event)
         if kind is not None and isinstance(data, dict) and set(data) == {"delta"}:
             live.add(kind, data["delta"])
-            fresh = live.seal()
+            live.seal()
+            entry = live.events_after(live.sealed - 1, live.sealed)[0]
         else:
-            live.add_other(event, data)
-            fresh = live.seal()
-        return live, fresh[-1]
+            entry = live.add_other(event, data)
+        return live, entry
 
     async def _last_seq(self, turn_id: UUID, after: int | None) -> int:
         return after or 0
@@ -220,6 +222,7 @@ class MemoryEventLog(_Writers):
 
     async def append(self, turn_id: UUID, event: str, data: Any, *, after: int | None = None) -> TurnEvent:
         live, entry = await self._add(turn_id, event, data, after)
+        live.reveal()
         if entry.terminal:
             self._retire(live)
         return entry
@@ -338,6 +341,7 @@ class RedisEventLog(_Writers):
         self._behind: dict[UUID, LiveTurn] = {}
         self._retry: asyncio.Task[None] | None = None
         self.healthy = True
+        self._error: BaseException | None = None
         self._feeds: dict[UUID, _Feed] = {}
         self._registered = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
@@ -369,73 +373,75 @@ class RedisEventLog(_Writers):
         task.add_done_callback(_log_failure)
 
     async def _publish(self, lives: list[LiveTurn]) -> None:
-        """Send what Redis does not have of these turns, in order, in one pipeline. On failure the turns
-        wait in ``_behind`` and a retry loop sends them when Redis is back."""
+        """Send what Redis does not have of these turns, in order, in one pipeline, then show it to this
+        process's readers: an event they see is one that survives this process dying. While Redis is
+        away the turns wait in ``_behind`` (a retry loop sends them when it is back) and the readers here
+        are shown the events anyway: the stream goes on, and the runner checkpoints to the database."""
         async with self._publishing:
             for live in lives:
-                if live.published < live.visible:
+                if live.published < live.sealed:
                     self._behind[live.turn_id] = live
-            if not self.healthy:
+            if self.healthy and not await self._send_behind():
+                self._went_down()
+            elif not self.healthy:
                 self._start_retry()
-                return
-            await self._send_behind()
+            for live in lives:
+                live.reveal()
 
-    async def _send_behind(self) -> None:
-        batch = [live for live in self._behind.values() if live.published < live.visible]
-        if not batch:
-            self._behind.clear()
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def _send_behind(self) -> bool:
+        """Publish every event Redis lacks; True when it has them all."""
+        for _ in range(3):  # a pass may find streams Redis lost (a restart): the next one sends them whole
+            batch = [live for live in self._behind.values() if live.published < live.sealed]
+            if not batch:
+                self._behind.clear()
+                return True
             plan: list[tuple[LiveTurn, int]] = []
-            for live in batch:
-                key = self.key(live.turn_id)
-                events = live.events_after(live.published)
-                for event in events:
-                    # After the first event, only add to a stream that exists: if Redis lost it (a restart),
-                    # XADD answers nil and the whole log is published again.
-                    fresh = event.seq == live.layout.first_seq
-                    pipe.xadd(
-                        key,
-                        {"e": event.event, "d": bytes(event.data)},
-                        id=f"{event.seq}-1",
-                        nomkstream=not fresh,
-                    )
-                    plan.append((live, event.seq))
-                if live.published < live.layout.first_seq or events[-1].terminal:
-                    pipe.expire(key, int(self.ttl_s if events[-1].terminal else self.ACTIVE_TTL_S))
-                    plan.append((live, 0))
-            try:
-                async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
-                    results = await pipe.execute(raise_on_error=False)
-            except (RedisError, OSError, TimeoutError) as exc:
-                self._unhealthy(exc)
-                return
-        for (live, seq), result in zip(plan, results, strict=True):
-            if seq == 0:
-                continue
-            if isinstance(result, Exception):
-                if "equal or smaller" in str(result):  # already there (a retry after a lost reply)
-                    live.published = max(live.published, seq)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for live in batch:
+                    self._queue(pipe, live, plan)
+                try:
+                    async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
+                        results = await pipe.execute(raise_on_error=False)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    self._error = exc
+                    return False
+            for (live, seq), result in zip(plan, results, strict=True):
+                if seq == 0:
                     continue
-                self._unhealthy(result)
-                return
-            if result is None:
-                # The stream is gone (Redis restarted and lost it): publish it again from the start.
-                metrics.EVENT_LOG_REPUBLISHED.inc()
-                live.published = live.layout.first_seq - 1
-                continue
-            live.published = max(live.published, seq)
-        for live in batch:
-            if live.published >= live.visible:
-                self._behind.pop(live.turn_id, None)
-        if any(live.published < live.visible for live in self._behind.values()):
-            await self._send_behind()  # republish what Redis lost
+                if result is None:
+                    # The stream is gone (Redis restarted and lost it): publish it again from the start.
+                    metrics.EVENT_LOG_REPUBLISHED.inc()
+                    live.published = live.layout.first_seq - 1
+                elif not isinstance(result, Exception) or "equal or smaller" in str(result):
+                    # (A duplicate is one Redis already had: a retry after a reply that was lost.)
+                    live.published = max(live.published, seq)
+                else:
+                    self._error = result
+                    return False
+            for live in batch:
+                if live.published >= live.sealed:
+                    self._behind.pop(live.turn_id, None)
+        return not self.unpublished()
 
-    def _unhealthy(self, exc: BaseException) -> None:
+    def _queue(self, pipe: Any, live: LiveTurn, plan: list[tuple[LiveTurn, int]]) -> None:
+        key = self.key(live.turn_id)
+        events = live.events_after(live.published, live.sealed)
+        for event in events:
+            # After the first event, add only to a stream that exists: if Redis lost it, XADD answers nil
+            # and the whole log is published again.
+            first = event.seq == live.layout.first_seq
+            fields = {"e": event.event, "d": bytes(event.data)}
+            pipe.xadd(key, fields, id=f"{event.seq}-1", nomkstream=not first)
+            plan.append((live, event.seq))
+        if live.published < live.layout.first_seq or events[-1].terminal:
+            pipe.expire(key, int(self.ttl_s if events[-1].terminal else self.ACTIVE_TTL_S))
+            plan.append((live, 0))
+
+    def _went_down(self) -> None:
         if self.healthy:
             logger.warning(
-                "event log: Redis unreachable; streams continue here and are kept until it is back",
-                extra={"error": type(exc).__name__},
+                "event log: Redis unreachable; streams go on here and are kept until it is back",
+                extra={"error": type(self._error).__name__},
             )
         self.healthy = False
         metrics.EVENT_LOG_FAILURES.inc()
@@ -458,13 +464,15 @@ class RedisEventLog(_Writers):
         while self._behind and not self._stopping:
             await asyncio.sleep(self.RETRY_S)
             async with self._publishing:
-                self.healthy = True
-                await self._send_behind()
-            if self.healthy:
-                logger.warning("event log: Redis reachable again; streams published")
+                if not await self._send_behind():
+                    self._trim_ended()
+                    continue
+                if not self.healthy:
+                    self.healthy = True
+                    logger.warning("event log: Redis reachable again; the streams it missed are published")
 
     def unpublished(self) -> list[LiveTurn]:
-        return [live for live in self._behind.values() if live.published < live.visible]
+        return [live for live in self._behind.values() if live.published < live.sealed]
 
     @property
     def durable(self) -> bool:

@@ -1,8 +1,9 @@
 """The log of a turn generated in this process, while it streams.
 
 The runner adds each delta as it arrives (``add``: a list append, nothing encoded); every coalescing
-window the event log seals what piled up into one event per run of the same kind (``seal``), hands those
-events to the followers in this process and publishes them. The log is kept as its text plus a
+window the event log seals what piled up into one event per run of the same kind (``seal``), publishes
+those events and then shows them to the readers in this process (``reveal``): a reader never sees an event
+that would not survive this process dying. The log is kept as its text plus a
 ``Layout``, so it costs about the size of the text, and any event can be cut from it again: for a follower
 that fell behind, for a republication after Redis lost its copy, for the checkpoint and the final row.
 """
@@ -73,7 +74,7 @@ class LiveTurn:
         # The last event handed to readers, and the last one another replica can read (published).
         self.visible = after
         self.published = after
-        # Events closed since the last seal, and those of the last seal (for the readers that were up to
+        # Events closed but not shown to readers yet, and those shown last (for the readers that were up to
         # date: most of them).
         self._sealed: list[TurnEvent] = []
         self._recent: list[TurnEvent] = []
@@ -132,31 +133,35 @@ class LiveTurn:
             )
         )
 
-    @property
-    def pending(self) -> bool:
-        return bool(self._open) or self.visible < self.layout.last_seq
-
-    def seal(self) -> list[TurnEvent]:
-        """Close the open run; the events no reader has seen yet become visible (and are returned)."""
+    def seal(self) -> bool:
+        """Close the open run; True if there are events readers have not been shown yet."""
         self._close_run()
+        return self.layout.last_seq > self.visible
+
+    @property
+    def sealed(self) -> int:
+        """The last event closed (the log's last seq)."""
+        return self.layout.last_seq
+
+    def reveal(self) -> None:
+        """Show readers every event closed so far (once they are safe: published, where there is Redis)."""
         fresh, self._sealed = self._sealed, []
         if not fresh:
-            return []
+            return
         self.visible = fresh[-1].seq
         self._recent = fresh
         self.pulse.set()
         self.pulse = asyncio.Event()
-        return fresh
 
     # --- reading ---
     def events_after(self, after: int, upto: int | None = None) -> list[TurnEvent]:
-        """The events after ``after`` up to ``upto`` (default: what is visible)."""
+        """The events after ``after`` up to ``upto`` (default: what readers may see)."""
         upto = self.visible if upto is None else upto
         if after >= upto:
             return []
-        recent = self._recent
-        if recent and recent[0].seq <= after + 1 and recent[-1].seq >= upto:
-            return [event for event in recent if after < event.seq <= upto]
+        for cached in (self._sealed, self._recent):
+            if cached and cached[0].seq <= after + 1 and cached[-1].seq >= upto:
+                return [event for event in cached if after < event.seq <= upto]
         return [self._event(seq) for seq in range(max(after, self.layout.first_seq - 1) + 1, upto + 1)]
 
     def _event(self, seq: int) -> TurnEvent:
