@@ -389,7 +389,8 @@ class RedisEventLog(_Writers):
                 live.reveal()
 
     async def _send_behind(self) -> bool:
-        """Publish every event Redis lacks; True when it has them all."""
+        """Publish every event Redis lacks; False if Redis failed. (Events sealed meanwhile are left to the
+        publication their sealing queued.)"""
         for _ in range(3):  # a pass may find streams Redis lost (a restart): the next one sends them whole
             batch = [live for live in self._behind.values() if live.published < live.sealed]
             if not batch:
@@ -405,13 +406,14 @@ class RedisEventLog(_Writers):
                 except (RedisError, OSError, TimeoutError) as exc:
                     self._error = exc
                     return False
+            lost = False
             for (live, seq), result in zip(plan, results, strict=True):
                 if seq == 0:
                     continue
                 if result is None:
                     # The stream is gone (Redis restarted and lost it): publish it again from the start.
                     metrics.EVENT_LOG_REPUBLISHED.inc()
-                    live.published = live.layout.first_seq - 1
+                    live.published, lost = live.layout.first_seq - 1, True
                 elif not isinstance(result, Exception) or "equal or smaller" in str(result):
                     # (A duplicate is one Redis already had: a retry after a reply that was lost.)
                     live.published = max(live.published, seq)
@@ -421,7 +423,10 @@ class RedisEventLog(_Writers):
             for live in batch:
                 if live.published >= live.sealed:
                     self._behind.pop(live.turn_id, None)
-        return not self.unpublished()
+            if not lost:
+                return True
+        self._error = RuntimeError("Redis keeps losing streams")
+        return False
 
     def _queue(self, pipe: Any, live: LiveTurn, plan: list[tuple[LiveTurn, int]]) -> None:
         key = self.key(live.turn_id)
