@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admission.tiers import TierLimits
@@ -46,29 +46,29 @@ async def measure(
 ) -> Usage:
     now = now or datetime.now(UTC)
     since = now - timedelta(seconds=limits.window_s)
-    in_window = await session.execute(
-        select(
-            func.count(m.Message.id),
-            func.coalesce(func.sum(m.Message.completion_tokens), 0),
-            func.min(m.Message.created_at),
+    counted = and_(m.Message.created_at >= since, m.Message.status != "failed")
+    active = m.Message.status.in_(m.ACTIVE_STATUSES)
+    # One statement for both: a turn still running was created recently, so its conversation is active
+    # within the window too.
+    row = (
+        await session.execute(
+            select(
+                func.count(m.Message.id).filter(counted),
+                func.coalesce(func.sum(m.Message.completion_tokens).filter(counted), 0),
+                func.min(m.Message.created_at).filter(counted),
+                func.count(m.Message.id).filter(active),
+            )
+            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+            .where(
+                m.Conversation.user_id == user_id,
+                # A conversation's activity_at is its newest message: older conversations cannot contribute.
+                m.Conversation.activity_at >= since,
+                m.Message.role == "assistant",
+                or_(m.Message.created_at >= since, active),
+            )
         )
-        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-        .where(
-            m.Conversation.user_id == user_id,
-            # A conversation's activity_at is its newest message: older conversations cannot contribute.
-            m.Conversation.activity_at >= since,
-            m.Message.role == "assistant",
-            m.Message.created_at >= since,
-            m.Message.status != "failed",
-        )
-    )
-    messages, tokens, oldest = in_window.one()
-    active = await session.scalar(
-        select(func.count())
-        .select_from(m.Message)
-        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-        .where(and_(m.Conversation.user_id == user_id, m.Message.status.in_(m.ACTIVE_STATUSES)))
-    )
+    ).one()
+    messages, tokens, oldest, active_turns = row
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)  # SQLite hands aggregates back without the type's zone
     resets_at = oldest + timedelta(seconds=limits.window_s) if oldest is not None else now
@@ -76,7 +76,7 @@ async def measure(
         limits=limits,
         messages=int(messages or 0),
         tokens=int(tokens or 0),
-        concurrent_turns=int(active or 0),
+        concurrent_turns=int(active_turns or 0),
         resets_at=resets_at,
     )
 

@@ -86,6 +86,8 @@ class Generation:
     checkpointed_seq: int = 0
     checkpointed: bool = False
     task: asyncio.Task[None] | None = None
+    # The conversation up to the user message, read when the turn was accepted (dropped once rendered).
+    branch: list[m.Message] | None = None
     # Wall-clock times of the steps between acceptance and the worker, for the slow-start warning.
     marks: dict[str, float] = field(default_factory=dict)
 
@@ -134,8 +136,11 @@ class TurnRunner:
         )
 
     # --- lifecycle ---
-    def start(self, turn: Turn, prefix: Sequence[TurnEvent] = ()) -> None:
-        """Generate ``turn`` here. ``prefix``: events another replica wrote before it died (a re-run)."""
+    def start(
+        self, turn: Turn, prefix: Sequence[TurnEvent] = (), branch: list[m.Message] | None = None
+    ) -> None:
+        """Generate ``turn`` here. ``prefix``: events another replica wrote before it died (a re-run);
+        ``branch``: the conversation up to the user message, when the caller has read it already."""
         # The live log exists before this returns: a client may follow the turn at once.
         live = self.event_log.writer(turn.message_id, prefix)
         generation = Generation(
@@ -144,6 +149,7 @@ class TurnRunner:
             attempts=turn.attempts,
             checkpointed_seq=live.visible,
             checkpointed=bool(prefix),
+            branch=branch,
         )
         self.running[turn.message_id] = generation
         generation.task = asyncio.create_task(self._run(generation), name=f"turn-{turn.message_id}")
@@ -287,8 +293,10 @@ class TurnRunner:
     async def _prompt(self, generation: Generation) -> tuple[Prompt, RouteRequest]:
         """What is sent (system prompt and the branch, reasoning dropped) and what routing knows of it."""
         turn = generation.turn
-        async with self.sessions() as session:
-            branch = await MessageTree(session).path_to(turn.user_message_id)
+        branch, generation.branch = generation.branch, None
+        if branch is None:
+            async with self.sessions() as session:
+                branch = await MessageTree(session).path_to(turn.user_message_id)
         generation.marks["branch"] = time.time()
         prompt = render_prompt(
             self.settings.system_prompt,

@@ -200,22 +200,23 @@ class TurnService:
             conversation = await ConversationService(session, self.inference).owned(user.id, conversation_id)
             model = self.resolve_model(request.model, conversation.model)
 
-            async def user_message() -> m.Message:
+            async def branch() -> list[m.Message]:
                 parent_id = (
                     request.parent_id
                     if not isinstance(request.parent_id, msgspec.UnsetType)
                     else await tree.current_leaf_id(conversation)
                 )
+                path = await tree.path_to(parent_id) if parent_id is not None else []
                 if parent_id is not None:
-                    await _check_parent(session, conversation.id, parent_id)
+                    _check_parent(conversation.id, path[-1] if path else None)
                 message = tree.append(
                     conversation, parent_id=parent_id, role="user", content=request.content, status="complete"
                 )
                 conversation.model = model.id
-                return message
+                return [*path, message]
 
             return await self._accept(
-                session, user, conversation, model, request.thinking, idempotency, user_message
+                session, user, conversation, model, request.thinking, idempotency, branch
             )
 
     async def regenerate(
@@ -234,12 +235,12 @@ class TurnService:
                 raise NotFound("Message not found.")
             model = self.resolve_model(request.model, answer.model or conversation.model)
 
-            async def user_message() -> m.Message:
+            async def branch() -> list[m.Message]:
                 assert question is not None
-                return question
+                return await MessageTree(session).path_to(question.id)
 
             return await self._accept(
-                session, user, conversation, model, request.thinking, idempotency, user_message
+                session, user, conversation, model, request.thinking, idempotency, branch
             )
 
     async def _accept(
@@ -250,10 +251,11 @@ class TurnService:
         model: ModelSpec,
         thinking: bool | None,
         idempotency: tuple[str, str | None, str],
-        user_message: Callable[[], Awaitable[m.Message]],
+        branch_of: Callable[[], Awaitable[list[m.Message]]],
     ) -> AcceptedTurn:
         """The steps every turn goes through: shed early, or (one acceptance per user at a time) replay an
-        earlier request with the same key, check the quota, get the user message, store the answer."""
+        earlier request with the same key, check the quota, read the branch up to the user message (the
+        runner renders the prompt from it), store the answer."""
         scope, key, fingerprint = idempotency
         await self._shed_early(session, user, model, scope, key, fingerprint)
         async with self._accepting(session, user.id):
@@ -265,7 +267,7 @@ class TurnService:
                 session,
                 user,
                 conversation,
-                await user_message(),
+                await branch_of(),
                 model,
                 self.resolve_thinking(model, thinking),
                 limits=limits,
@@ -277,13 +279,14 @@ class TurnService:
         session: AsyncSession,
         user: m.User,
         conversation: m.Conversation,
-        user_message: m.Message,
+        branch: list[m.Message],
         model: ModelSpec,
         thinking: bool,
         *,
         limits: TierLimits,
         idempotency: tuple[str, str | None, str],
     ) -> AcceptedTurn:
+        user_message = branch[-1]
         # Shed now (nothing is stored) or admit, with whatever the overload level changes for this tier.
         plan = self.admission.plan(limits, model, thinking=thinking, max_tokens=model.max_output_tokens)
         now = datetime.now(UTC)
@@ -318,7 +321,9 @@ class TurnService:
                 "degraded",
                 {"reason": "overload", "level": self.admission.level, "changes": plan.changes},
             )
-        self.runner.start(Turn.from_message(answer, user_id=user.id, model=model, limits=limits))
+        self.runner.start(
+            Turn.from_message(answer, user_id=user.id, model=model, limits=limits), branch=branch
+        )
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
 
     async def _shed_early(
@@ -477,8 +482,7 @@ async def _remember_key(
     )
 
 
-async def _check_parent(session: AsyncSession, conversation_id: UUID, parent_id: UUID) -> None:
-    parent = await session.get(m.Message, parent_id)
+def _check_parent(conversation_id: UUID, parent: m.Message | None) -> None:
     if parent is None or parent.conversation_id != conversation_id:
         raise ValidationFailed(
             "No such message in this conversation.", fields={"parent_id": "not in this conversation"}
