@@ -12,7 +12,11 @@ T = TypeVar("T")
 
 
 async def until(
-    condition: Callable[[], T | Awaitable[T]], *, within_s: float = 10.0, what: str = "", every_s: float = 0.01
+    condition: Callable[[], T | Awaitable[T]],
+    *,
+    within_s: float = 10.0,
+    what: str = "",
+    every_s: float = 0.01,
 ) -> T:
     """Call ``condition`` until it returns something truthy, and return that; fail after ``within_s``."""
     loop = asyncio.get_running_loop()

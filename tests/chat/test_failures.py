@@ -10,9 +10,8 @@ from tests.metric_samples import scrape
 
 
 async def test_a_worker_refusing_before_the_first_token_is_replaced_by_another(client_with):
-    async with client_with(
-        [{"sim_fault_refuse_rate": 1.0}, {}], SURGE_ROUTING_POLICY="round_robin"
-    ) as (client, sims):
+    workers = [{"sim_fault_refuse_rate": 1.0}, {}]
+    async with client_with(workers, SURGE_ROUTING_POLICY="round_robin") as (client, sims):
         refusing, healthy = (sim.app.server.scheduler for sim in sims)
         alice = await sign_up(client)
         conversation = await new_conversation(client, alice)
