@@ -38,6 +38,25 @@ async def collect(log: EventLog, turn: uuid.UUID, after: int) -> list[tuple[int,
     return [(e.seq, e.event) async for batch in log.follow(turn, after, heartbeat_s=5) for e in batch or ()]
 
 
+def caught_up(log: EventLog) -> asyncio.Event:
+    """Set once a follower of ``log`` has read everything there was and so waits for what comes next.
+
+    (A follower takes its wake-up before it reads: anything appended after that read wakes it.) Without
+    this, an append made before the follower got that far would reach it as replay, and the test would
+    pass without the live path being used at all."""
+    waiting = asyncio.Event()
+    read = log.read
+
+    async def recording_read(turn_id: uuid.UUID, after: int = 0):  # type: ignore[no-untyped-def]
+        events = await read(turn_id, after)
+        if not events:
+            waiting.set()
+        return events
+
+    log.read = recording_read  # type: ignore[method-assign]
+    return waiting
+
+
 async def test_events_are_numbered_from_one(event_log):
     turn = uuid.uuid4()
     entries = [await event_log.append(turn, name, {"delta": name}) for name in ("started", "content", "done")]
@@ -52,12 +71,13 @@ async def test_following_replays_then_continues_live_until_the_terminal_event(ev
     turn = uuid.uuid4()
     await event_log.append(turn, "started", {"model": "m"})
     await event_log.append(turn, "content", {"delta": "a"})
+    live = caught_up(event_log)
     follower = asyncio.create_task(collect(event_log, turn, 0))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(live.wait(), 5)
     await event_log.append(turn, "content", {"delta": "b"})
     await event_log.append(turn, "done", {"message": {}})
     await event_log.append(turn, "content", {"delta": "never read"})
-    assert await asyncio.wait_for(follower, 5) == [
+    assert await asyncio.wait_for(follower, 4) == [
         (1, "started"),
         (2, "content"),
         (3, "content"),
@@ -75,10 +95,12 @@ async def test_following_after_k_yields_exactly_the_rest(event_log, after):
 
 async def test_a_follower_waiting_for_the_first_event_is_woken(event_log):
     turn = uuid.uuid4()
+    waiting = caught_up(event_log)
     follower = asyncio.create_task(collect(event_log, turn, 0))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(waiting.wait(), 5)
     await event_log.append(turn, "error", {"code": "x", "message": "y"})
-    assert await asyncio.wait_for(follower, 5) == [(1, "error")]
+    # Woken by the append, not by its next heartbeat (5 s away).
+    assert await asyncio.wait_for(follower, 2) == [(1, "error")]
 
 
 async def test_an_idle_follower_gets_heartbeats(event_log):
@@ -110,14 +132,16 @@ async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_i
     try:
         turn = uuid.uuid4()
         await writer.append(turn, "started", {})
+        live = caught_up(reader)
         follower = asyncio.create_task(collect(reader, turn, 0))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(live.wait(), 5)
         await writer.append(turn, "content", {"delta": "x"})
         # A replica taking over the turn continues where the dead one stopped.
         takeover = RedisEventLog(first_client, ttl_s=60, prefix=prefix)
         entry = await takeover.append(turn, "error", {"code": "interrupted", "message": ""})
         assert entry.seq == 3
-        assert await asyncio.wait_for(follower, 5) == [(1, "started"), (2, "content"), (3, "error")]
+        # Woken through Redis by the other instances' appends, not by its heartbeat (5 s away).
+        assert await asyncio.wait_for(follower, 4) == [(1, "started"), (2, "content"), (3, "error")]
     finally:
         await reader.close()
         keys = [key async for key in first_client.scan_iter(f"{prefix}:*")]
