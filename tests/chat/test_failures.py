@@ -7,6 +7,7 @@ from tests.chat.helpers import check_log, concatenated, read_stream, wait_finish
 from tests.chat.test_turns import new_conversation
 from tests.conftest import MODEL_ID, sign_up
 from tests.metric_samples import scrape
+from tests.polling import until
 
 
 async def test_a_worker_refusing_before_the_first_token_is_replaced_by_another(client_with):
@@ -85,13 +86,24 @@ async def test_a_worker_dying_mid_stream_ends_the_turn_with_error_and_keeps_its_
 
 
 async def test_a_stalled_worker_is_abandoned_for_another(client_with):
-    async with client_with([{"sim_fault_stall_s": 30.0}, {}], SURGE_FIRST_TOKEN_TIMEOUT_S="1") as (client, _):
+    # Round robin starts with the stalling worker, so that the turn certainly meets it first.
+    workers = [{"sim_fault_stall_s": 30.0}, {}]
+    environ = {"SURGE_FIRST_TOKEN_TIMEOUT_S": "1", "SURGE_ROUTING_POLICY": "round_robin"}
+    async with client_with(workers, **environ) as (client, sims):
+        stalling, healthy = (sim.app.server.scheduler for sim in sims)
         alice = await sign_up(client)
         conversation = await new_conversation(client, alice)
+        before = await scrape(client)
         turn = (
             await client.post(
                 f"/v1/conversations/{conversation}/messages", json={"content": "hi"}, headers=alice.headers
             )
         ).json()
         finished = await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
-        assert finished["status"] == "complete"
+        assert finished["status"] == "complete" and finished["content"]
+        assert healthy.snapshot()["requests_finished"] == 1
+        # The stalled request was given up (and so aborted upstream) without a token.
+        await until(lambda: stalling.snapshot()["requests_aborted"] == 1, what="the stalled request aborted")
+        assert stalling.snapshot()["generation_tokens"] == 0
+        after = await scrape(client)
+        assert after.added(before, "surge_upstream_retries_total", model=MODEL_ID) == 1
