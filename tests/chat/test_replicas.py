@@ -145,14 +145,16 @@ async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(sh
                         headers=alice.headers,
                     )
                 ).json()["assistant_message"]["id"]
-                await until(lambda: upstream_running(fleet), what="the turn on a worker")
+                await until(lambda: upstream_running(fleet), what="the turn on a worker", every_s=0.05)
                 asked = time.monotonic()
                 cancelled = (
                     await first.post(f"/v1/messages/{slow_turn}/cancel", headers=alice.headers)
                 ).json()
                 assert time.monotonic() - asked < CANCEL_WAIT_S
                 assert cancelled["status"] == "cancelled"
-                await until(lambda: upstream_aborts(fleet, more_than=aborted), what="the upstream abort")
+                await until(
+                    lambda: upstream_aborts(fleet, more_than=aborted), what="the upstream abort", every_s=0.05
+                )
 
 
 @on_postgresql
@@ -210,13 +212,17 @@ async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(shared_
                 ).json()["assistant_message"]["id"]
                 # Killed once the turn is on its (stalling) worker, and its row says so (the checkpoint
                 # stored it as started, attempt 1): nothing streamed, yet it did start.
-                await until(lambda: upstream_running([stalling.url]), what="the turn on the stalling worker")
+                await until(
+                    lambda: upstream_running([stalling.url]),
+                    what="the turn on the stalling worker",
+                    every_s=0.05,
+                )
 
                 async def checkpointed() -> bool:
                     message = await client.get(f"/v1/messages/{answer}", headers=alice.headers)
                     return message.json()["status"] == "streaming"
 
-                await until(checkpointed, what="the started turn checkpointed")
+                await until(checkpointed, what="the started turn checkpointed", every_s=0.05)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()
         async with httpx.AsyncClient(base_url=survivor_url, timeout=30) as client:

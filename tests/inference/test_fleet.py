@@ -138,14 +138,18 @@ async def test_a_worker_that_turns_unhealthy_stops_getting_turns_and_comes_back(
                 "id"
             ]
             await http.post(f"{first.url}/sim/faults", json={"health_fail": True})
-            await until(worker_health(client, first.url, healthy=False), what="first marked down")
+            await until(
+                worker_health(client, first.url, healthy=False), what="first marked down", every_s=0.05
+            )
             served = {(await send(client, alice, conversation))["id"] for _ in range(4)}
             assert len(served) == 4
             assert first.app.server.scheduler.snapshot()["requests_finished"] == 0
             ready = (await client.get("/readyz")).json()
             assert ready["checks"]["model:deepseek-v3.1"] == "ok"  # one healthy worker is enough
             await http.post(f"{first.url}/sim/faults", json={"health_fail": False})
-            await until(worker_health(client, first.url, healthy=True), what="first marked up again")
+            await until(
+                worker_health(client, first.url, healthy=True), what="first marked up again", every_s=0.05
+            )
             for _ in range(4):
                 await send(client, alice, conversation)
             assert first.app.server.scheduler.snapshot()["requests_finished"] >= 1
@@ -166,7 +170,11 @@ async def test_a_worker_that_dies_stops_getting_turns(database_url, tmp_path):
         retries = {"model": "deepseek-v3.1"}
         before = REGISTRY.get_sample_value("surge_upstream_retries_total", retries) or 0.0
         async with serve(create_app(settings)) as client:
-            await until(worker_health(client, "http://127.0.0.1:9", healthy=False), what="port 9 marked down")
+            await until(
+                worker_health(client, "http://127.0.0.1:9", healthy=False),
+                what="port 9 marked down",
+                every_s=0.05,
+            )
             alice = await sign_up(client)
             conversation = (await client.post("/v1/conversations", json={}, headers=alice.headers)).json()[
                 "id"

@@ -118,7 +118,7 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
                     return turns > 0 and now.added(Scrape(before), "surge_http_requests_total", **SEND) > 0
 
                 with contextlib.suppress(AssertionError):  # if never, the test below says what is missing
-                    await until(counted, within_s=5)
+                    await until(counted, within_s=5, every_s=0.05)
                 surge = (await client.get("/metrics")).text
             async with httpx.AsyncClient(base_url=sim.url) as http:
                 sglang = (await http.get("/metrics")).text
