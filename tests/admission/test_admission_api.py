@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.db import models as m
 from tests.chat.helpers import read_stream, wait_finished
-from tests.conftest import Account, error_of, sign_up
+from tests.conftest import MODEL_ID, Account, error_of, sign_up
+from tests.metric_samples import scrape
+from tests.polling import until
 
 
 async def set_tier(database_url: str, account: Account, tier: str) -> None:
@@ -254,12 +256,23 @@ async def test_after_a_pause_signups_come_back_a_few_at_a_time(client_with, data
 
 async def wait_for_capacity(client, admin: Account, max_running: int) -> None:
     """The pool learns each worker's max_running_requests from /server_info at its first health check."""
-    for _ in range(100):
+
+    async def learnt() -> bool:
         fleet = (await client.get("/v1/admin/fleet", headers=admin.headers)).json()
-        if all(worker["max_running"] == max_running for worker in fleet["workers"]):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the pool never learnt the worker's capacity")
+        return all(worker["max_running"] == max_running for worker in fleet["workers"])
+
+    await until(learnt, within_s=5, every_s=0.05, what="the pool learnt the worker's capacity")
+
+
+async def wait_for_queue(client, admin: Account, *, holding: int, waiting: int) -> None:
+    """Until the fair queue holds and waits exactly so many turns (a turn is accepted before it queues)."""
+
+    async def reached() -> bool:
+        fleet = (await client.get("/v1/admin/fleet", headers=admin.headers)).json()
+        queue = fleet["admission"]["queues"].get(MODEL_ID, {"holding": 0, "waiting": 0})
+        return (queue["holding"], queue["waiting"]) == (holding, waiting)
+
+    await until(reached, every_s=0.05, what=f"{holding} holding and {waiting} waiting")
 
 
 async def test_turns_beyond_the_fleet_queue_with_positions_and_paying_users_go_first(
@@ -267,16 +280,7 @@ async def test_turns_beyond_the_fleet_queue_with_positions_and_paying_users_go_f
 ):
     slow_single_slot = {"max_running_requests": 1, "sim_speedup": 10.0}
     async with client_with([slow_single_slot], SURGE_HEALTH_INTERVAL_S="0.1") as (client, _):
-        admin, first, free, plus = (
-            (await sign_up(client) for _ in range(4))
-            if False
-            else (
-                await sign_up(client),
-                await sign_up(client),
-                await sign_up(client),
-                await sign_up(client),
-            )
-        )
+        admin, first, free, plus = [await sign_up(client) for _ in range(4)]
         await set_tier(database_url, admin, "admin")
         await set_tier(database_url, plus, "plus")
         await wait_for_capacity(client, admin, 1)
@@ -292,9 +296,9 @@ async def test_turns_beyond_the_fleet_queue_with_positions_and_paying_users_go_f
             return str(response.json()["assistant_message"]["id"])
 
         holding = await send(first)
-        await asyncio.sleep(0.2)
+        await wait_for_queue(client, admin, holding=1, waiting=0)
         free_turn = await send(free)
-        await asyncio.sleep(0.2)
+        await wait_for_queue(client, admin, holding=1, waiting=1)
         plus_turn = await send(plus)
         free_events = asyncio.create_task(
             read_stream(client, "GET", f"/v1/messages/{free_turn}/events", headers=free.headers)
@@ -334,8 +338,9 @@ async def test_a_turn_that_waits_past_the_maximum_fails_overloaded_and_keeps_the
         }
         accepted = await client.post(occupy["path"], json=occupy["json"], headers=occupy["headers"])
         assert accepted.status_code == 202
-        await asyncio.sleep(0.2)
+        await wait_for_queue(client, admin, holding=1, waiting=0)
         conversation = await new_conversation(client, second)
+        before = await scrape(client)
         stream = await read_stream(
             client,
             "POST",
@@ -348,11 +353,10 @@ async def test_a_turn_that_waits_past_the_maximum_fails_overloaded_and_keeps_the
         tree = (await client.get(f"/v1/conversations/{conversation}/messages", headers=second.headers)).json()
         user_message, answer = tree["data"]
         assert user_message["content"] == "my turn?" and answer["status"] == "failed"
-        metrics = (await client.get("/metrics")).text
-        assert (
-            'surge_admission_decisions_total{decision="shed",model="deepseek-v3.1",reason="max_wait"}'
-            in metrics
-        )
+        shed_after_waiting = {"model": MODEL_ID, "decision": "shed", "reason": "max_wait"}
+        assert (await scrape(client)).added(
+            before, "surge_admission_decisions_total", **shed_after_waiting
+        ) == 1
         # At level 4 a free turn that would have to wait is refused at once, before anything is stored.
         await client.put("/v1/admin/overload", json={"level": 4}, headers=admin.headers)
         with count_statements() as statements:

@@ -17,6 +17,7 @@ from backend.admission.queue import Ticket
 from backend.admission.tiers import tier_limits
 from backend.errors import Overloaded, SignupsPaused, ValidationFailed
 from backend.settings import AdmissionSettings, ModelSpec, TierSettings
+from tests.polling import until
 from tests.services import REDIS_URL, redis_available, require
 
 MODEL = ModelSpec(
@@ -87,30 +88,48 @@ async def hold(
         await release.wait()
 
 
+@dataclass
+class queue_is:  # read as a condition: until(queue_is(admission, holding=2, waiting=1))
+    """The model's queue holds and waits exactly so many turns."""
+
+    admission: AdmissionController
+    holding: int
+    waiting: int
+
+    def __call__(self) -> bool:
+        queue = self.admission.state().queues.get("m")
+        return queue is not None and (queue.holding, queue.waiting) == (self.holding, self.waiting)
+
+    def __repr__(self) -> str:
+        queue = self.admission.state().queues.get("m")
+        now = (queue.holding, queue.waiting) if queue else None
+        return f"(holding, waiting) == {(self.holding, self.waiting)}, now {now}"
+
+
 async def test_turns_beyond_the_slots_wait_and_are_told_their_place():
     admission = controller()
     release, started = asyncio.Event(), []
     running = [
         asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"r{i}")) for i in range(2)
     ]
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=2, waiting=0))
     assert sorted(started) == ["r0", "r1"]
     free_recorder, plus_recorder = Recorder(), Recorder()
     free = asyncio.create_task(
         hold(admission, uuid.uuid4(), asyncio.Event(), started, "free", 2, free_recorder)
     )
-    await asyncio.sleep(0.01)
+    await until(lambda: free_recorder.events, what="the free turn told its place")
     plus = asyncio.create_task(
         hold(admission, uuid.uuid4(), asyncio.Event(), started, "plus", 1, plus_recorder)
     )
-    await asyncio.sleep(0.2)
+    await until(lambda: plus_recorder.events and len(free_recorder.events) == 2, what="both told again")
     assert free_recorder.events[0][0] == 1
     # The plus turn arrived later but goes first; the free turn is told it moved back.
     assert plus_recorder.events == [(1, plus_recorder.events[0][1])]
     assert [position for position, _ in free_recorder.events] == [1, 2]
     assert admission.state().queues["m"].waiting == 2
     release.set()
-    await asyncio.sleep(0.1)
+    await until(lambda: len(started) == 4)
     assert started[2:] == ["plus", "free"]
     for task in (*running, free, plus):
         task.cancel()
@@ -122,7 +141,7 @@ async def test_a_turn_that_waits_too_long_is_refused_with_retry_after_and_frees_
     admission = controller(max_queue_wait_s=0.2, shed_retry_after_s=17)
     release, started = asyncio.Event(), []
     running = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(2)]
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=2, waiting=0))
     with pytest.raises(QueueTimeout) as refused:
         async with slot(admission, uuid.uuid4()):
             pytest.fail("should not have started")
@@ -136,9 +155,9 @@ async def test_a_cancelled_waiting_turn_leaves_the_queue():
     admission = controller()
     release, started = asyncio.Event(), []
     running = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(2)]
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=2, waiting=0))
     waiting = asyncio.create_task(hold(admission, uuid.uuid4(), asyncio.Event(), started, "w"))
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=2, waiting=1))
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
@@ -149,10 +168,19 @@ async def test_a_cancelled_waiting_turn_leaves_the_queue():
 
 
 async def test_without_healthy_workers_turns_are_not_held_back():
-    admission = controller()
+    admission = controller()  # a turn may wait 5 s for a slot
     admission.pool.capacity_by_model["m"] = 0  # type: ignore[attr-defined]
-    async with slot(admission, uuid.uuid4()):
-        pass  # the runner then reports upstream_unavailable at once
+    announce = Recorder()
+
+    async def through() -> tuple[int, int]:
+        async with slot(admission, uuid.uuid4(), announce=announce):
+            queue = admission.state().queues["m"]
+            return queue.holding, queue.waiting
+
+    # At once, holding a place without waiting for one: the runner then reports upstream_unavailable.
+    assert await asyncio.wait_for(through(), 1) == (1, 0)
+    assert announce.events == [], "never told to wait"
+    assert admission.state().queues["m"].holding == 0
 
 
 async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
@@ -160,7 +188,7 @@ async def test_queue_pressure_raises_the_level_and_its_end_lowers_it():
     admission = controller(clock=clock, ladder_thresholds="0.5,1,1.5,2", lower_after_s=1.0)
     release, started = asyncio.Event(), []
     tasks = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, str(i))) for i in range(6)]
-    await asyncio.sleep(0.01)  # 2 running, 4 waiting: pressure 2
+    await until(queue_is(admission, holding=2, waiting=4))  # pressure 2
     await admission.tick()
     assert admission.level == 4 and not admission.signups_open
     free, plus = tier_limits(TierSettings(), "free"), tier_limits(TierSettings(), "plus")
@@ -210,7 +238,7 @@ async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet
         assert one.replicas == two.replicas == 2 and one.slots("m") == 1
         release, started = asyncio.Event(), []
         tasks = [asyncio.create_task(hold(one, uuid.uuid4(), release, started, str(i))) for i in range(3)]
-        await asyncio.sleep(0.01)  # one runs, two wait on replica one: pressure 2
+        await until(queue_is(one, holding=1, waiting=2))  # pressure 2
         await one.tick()
         await two.tick()
         assert one.level == 4 and two.level == 4, "replica two applies the level replica one posted"
@@ -236,12 +264,11 @@ async def test_slots_kept_for_paying_users_let_their_turns_start_at_once():
     admission.level = 1  # the reserve holds under overload only
     release, started = asyncio.Event(), []
     free = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"f{i}")) for i in range(4)]
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=3, waiting=1))
     assert sorted(started) == ["f0", "f1", "f2"], "free turns leave the reserved slot alone"
-    assert admission.state().queues["m"].waiting == 1
     paid = asyncio.create_task(hold(admission, uuid.uuid4(), release, started, "plus", 1))
-    await asyncio.sleep(0.01)
-    assert started[-1] == "plus", "a paying turn takes the reserved slot without waiting"
+    await until(lambda: "plus" in started, within_s=2, what="the paying turn started without waiting")
+    assert started[-1] == "plus" and admission.state().queues["m"].waiting == 1
     release.set()
     await asyncio.gather(*free, paid)
     assert sorted(started) == ["f0", "f1", "f2", "f3", "plus"]
@@ -348,7 +375,7 @@ async def test_a_paying_turn_goes_straight_to_workers_that_preempt_for_it():
     admission = controller()  # two slots
     release, started = asyncio.Event(), []
     free = [asyncio.create_task(hold(admission, uuid.uuid4(), release, started, f"f{i}")) for i in range(3)]
-    await asyncio.sleep(0.01)
+    await until(queue_is(admission, holding=2, waiting=1))
     assert sorted(started) == ["f0", "f1"], "the third free turn waits"
 
     async def paying_turn() -> None:
@@ -360,8 +387,7 @@ async def test_a_paying_turn_goes_straight_to_workers_that_preempt_for_it():
             await release.wait()
 
     paid = asyncio.create_task(paying_turn())
-    await asyncio.sleep(0.01)
-    assert "plus" in started, "the worker makes room for it: it does not wait here"
+    await until(lambda: "plus" in started, within_s=2, what="the paying turn started without waiting")
     assert admission.state().queues["m"].holding == 3 and admission.state().queues["m"].waiting == 1
     release.set()
     await asyncio.gather(*free, paid)

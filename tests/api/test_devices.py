@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from backend.db import models as m
 from tests.conftest import error_of
@@ -43,13 +46,23 @@ async def test_listing_shows_my_devices_and_never_their_tokens(client, alice, bo
     assert "fcm-token" not in response.text
 
 
-async def test_registering_the_same_token_again_updates_that_device(client, alice):
+async def test_registering_the_same_token_again_updates_that_device(client, alice, sessions):
     first = await register(client, alice)
+    # Seen a day ago: registering again must move last_seen_at (within one clock tick it could not show).
+    async with sessions() as session:
+        await session.execute(
+            update(m.Device)
+            .where(m.Device.id == uuid.UUID(first["id"]))
+            .values(last_seen_at=datetime.now(UTC) - timedelta(days=1))
+        )
+        await session.commit()
     again = await register(client, alice, app_version="2.5.0", locale=None)
     assert again["id"] == first["id"]
     assert again["app_version"] == "2.5.0"
     assert again["locale"] == "en-GB"  # not sent: unchanged
-    assert again["last_seen_at"] >= first["last_seen_at"]
+    assert again["created_at"] == first["created_at"]
+    seen_again = datetime.fromisoformat(again["last_seen_at"])
+    assert abs(seen_again - datetime.now(UTC)) < timedelta(minutes=1)
     assert len((await client.get("/v1/devices", headers=alice.headers)).json()["data"]) == 1
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import error_of, make_settings, serve
+from tests.metric_samples import scrape
+from tests.polling import until
 
 
 async def test_every_response_carries_a_request_id(client, alice):
@@ -64,16 +68,35 @@ async def test_readyz_is_503_naming_the_failed_check_when_the_database_is_gone(t
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("failed")
-    assert response.headers["Retry-After"]
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+ME = {"app_name": "surge", "method": "GET", "path": "/v1/me"}
 
 
 async def test_metrics_are_prometheus_text_and_count_requests_by_route(client, alice):
-    await client.get("/v1/me", headers=alice.headers)
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert "surge_http_requests_total{" in response.text
-    assert 'path="/v1/me"' in response.text
+    before = await scrape(client)
+    await client.get("/v1/me", headers=alice.headers)
+    after = await scrape(client)
+    assert after.added(before, "surge_http_requests_total", **ME, status_code="200") == 1
+    assert after.added(before, "surge_http_request_duration_seconds_count", **ME, status_code="200") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="backend bug: a request the auth middleware refuses is counted with status_code 200 (Litestar's "
+    "PrometheusMiddleware sits outside BearerAuthMiddleware and records its default 200 when the "
+    "NotAuthorizedException passes through it; the 401 is written later, outside it)",
+)
+async def test_metrics_count_a_refused_request_under_its_status(client):
+    before = await scrape(client)
+    assert (await client.get("/v1/me")).status_code == 401
+    after = await scrape(client)
+    assert after.added(before, "surge_http_requests_total", **ME, status_code="200") == 0
+    assert after.added(before, "surge_http_requests_total", **ME, status_code="401") == 1
 
 
 async def test_docs_and_openapi_are_public(client):
@@ -175,12 +198,13 @@ async def test_a_client_hanging_up_mid_body_is_not_a_server_error(client, alice,
         + b'Content-Length: 1000\r\n\r\n{"title": "cut o'
     )
     await writer.drain()
-    await asyncio.sleep(0.2)
     writer.close()
     await writer.wait_closed()
-    await asyncio.sleep(0.3)
+    # The server has dealt with the hang-up once it says so; anything it logged for it is logged by then.
+    await until(
+        lambda: any("disconnected" in r.getMessage() for r in caplog.records), what="the hang-up logged"
+    )
     assert (await client.get("/healthz")).status_code == 200
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [
         r.getMessage() for r in caplog.records
     ]
-    assert any("disconnected" in r.getMessage() for r in caplog.records)

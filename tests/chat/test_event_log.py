@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from backend.chat.event_log import EventLog, LogUnavailable, MemoryEventLog, RedisEventLog
+from backend.chat.event_log import EventLog, LogUnavailable, MemoryEventLog, RedisEventLog, _Feed
 from backend.chat.events import TurnEvent, text_from_events
 from backend.chat.layout import CONTENT, REASONING, Layout
+from backend.chat.live import LiveTurn
 from tests.services import REDIS_URL, redis_available, require
 
 WINDOW_S = 0.02
@@ -51,6 +52,25 @@ async def collect(log: EventLog, turn: uuid.UUID, after: int) -> list[tuple[int,
     return [(e.seq, e.event) async for batch in log.follow(turn, after, heartbeat_s=5) for e in batch or ()]
 
 
+@pytest.fixture
+def caught_up(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once a follower has read everything there was and so waits for what comes next (in the writing
+    process or, through the watcher's feed, in another). Without it an append made before the follower got
+    that far would reach it as replay, and a test would pass without the live path being used at all."""
+    waiting = asyncio.Event()
+    for owner in (LiveTurn, _Feed):
+        original = owner.events_after if owner is LiveTurn else owner.after
+
+        def recording(self, *args, _original=original):  # type: ignore[no-untyped-def]
+            events = _original(self, *args)
+            if events == []:
+                waiting.set()
+            return events
+
+        monkeypatch.setattr(owner, "events_after" if owner is LiveTurn else "after", recording)
+    return waiting
+
+
 async def test_events_are_numbered_from_one(event_log):
     turn = uuid.uuid4()
     entries = [await event_log.append(turn, name, {"delta": name}) for name in ("started", "content")]
@@ -61,12 +81,12 @@ async def test_events_are_numbered_from_one(event_log):
     assert (await event_log.append(turn, "done", {"message": {}})).seq == 3
 
 
-async def test_following_replays_then_continues_live_until_the_terminal_event(event_log):
+async def test_following_replays_then_continues_live_until_the_terminal_event(event_log, caught_up):
     turn = uuid.uuid4()
     await event_log.append(turn, "started", {"model": "m"})
     await event_log.append(turn, "content", {"delta": "a"})
     follower = asyncio.create_task(collect(event_log, turn, 0))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(caught_up.wait(), 5)
     await event_log.append(turn, "content", {"delta": "b"})
     await event_log.append(turn, "done", {"message": {}})
     assert await asyncio.wait_for(follower, 5) == [
@@ -78,23 +98,23 @@ async def test_following_replays_then_continues_live_until_the_terminal_event(ev
 
 
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
-async def test_following_after_k_yields_exactly_the_rest(event_log, after):
+async def test_following_after_k_yields_exactly_the_rest(event_log, after, caught_up):
     turn = uuid.uuid4()
     for name in ("started", "reasoning", "content"):
         await event_log.append(turn, name, {"delta": name} if name != "started" else {})
     follower = asyncio.create_task(collect(event_log, turn, after))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(caught_up.wait(), 5)
     await event_log.append(turn, "done", {})
     assert [seq for seq, _ in await asyncio.wait_for(follower, 5)] == list(range(after + 1, 5))
 
 
-async def test_deltas_within_a_window_go_out_as_one_event_per_run(event_log):
+async def test_deltas_within_a_window_go_out_as_one_event_per_run(event_log, caught_up):
     """SGLang sends a chunk per token; the log seals what arrived within the coalescing window into one
     event per run of one kind, and the runs add up to exactly what was sent."""
     turn = uuid.uuid4()
     live = event_log.writer(turn)
     follower = asyncio.create_task(collect_events(event_log, turn))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(caught_up.wait(), 5)
     for token in ("Let", " me", " think"):
         event_log.delta(live, REASONING, token)
     for token in ("The", " answer"):
@@ -117,13 +137,14 @@ async def collect_events(log: EventLog, turn: uuid.UUID, after: int = 0) -> list
     return [e async for batch in log.follow(turn, after, heartbeat_s=5) for e in batch or ()]
 
 
-async def test_a_follower_waiting_for_the_first_event_is_woken(event_log):
+async def test_a_follower_waiting_for_the_first_event_is_woken(event_log, caught_up):
     turn = uuid.uuid4()
     event_log.writer(turn)
     follower = asyncio.create_task(collect(event_log, turn, 0))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(caught_up.wait(), 5)
     await event_log.append(turn, "error", {"code": "x", "message": "y"})
-    assert await asyncio.wait_for(follower, 5) == [(1, "error")]
+    # Woken by the append, not by its next heartbeat (5 s away).
+    assert await asyncio.wait_for(follower, 2) == [(1, "error")]
 
 
 async def test_an_idle_follower_gets_heartbeats(event_log):
@@ -202,7 +223,7 @@ def test_a_checkpoint_piece_is_the_text_and_layout_since_the_last_one():
 
 # --- Redis: a copy of the stream, not its only one ---
 @pytest.mark.redis
-async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_instance_follows():
+async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_instance_follows(caught_up):
     require("Redis", redis_available())
     prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
     writer, first_client = await redis_log(prefix)
@@ -212,7 +233,7 @@ async def test_a_second_writer_continues_the_numbering_and_a_reader_on_another_i
         turn = uuid.uuid4()
         await writer.append(turn, "started", {})
         follower = asyncio.create_task(collect(reader, turn, 0))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(caught_up.wait(), 5)
         await writer.append(turn, "content", {"delta": "x"})
         # A replica taking over the turn continues where the dead one stopped.
         takeover, third_client = await redis_log(prefix)

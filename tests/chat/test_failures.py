@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from tests.chat.helpers import check_log, concatenated, read_stream, wait_finished
 from tests.chat.test_turns import new_conversation
-from tests.conftest import sign_up
+from tests.conftest import MODEL_ID, sign_up
+from tests.metric_samples import scrape
+from tests.polling import until
 
 
 async def test_a_worker_refusing_before_the_first_token_is_replaced_by_another(client_with):
-    async with client_with([{"sim_fault_refuse_rate": 1.0}, {}]) as (client, sims):
+    workers = [{"sim_fault_refuse_rate": 1.0}, {}]
+    async with client_with(workers, SURGE_ROUTING_POLICY="round_robin") as (client, sims):
+        refusing, healthy = (sim.app.server.scheduler for sim in sims)
         alice = await sign_up(client)
         conversation = await new_conversation(client, alice)
+        before = await scrape(client)
         outcomes = []
-        for index in range(4):  # round robin starts on each worker in turn
+        for index in range(4):
             turn = (
                 await client.post(
                     f"/v1/conversations/{conversation}/messages",
@@ -23,14 +28,14 @@ async def test_a_worker_refusing_before_the_first_token_is_replaced_by_another(c
             ).json()
             outcomes.append(await wait_finished(client, turn["assistant_message"]["id"], alice.headers))
         assert {message["status"] for message in outcomes} == {"complete"}
-        healthy = sims[1].url
-        assert {message["id"] for message in outcomes} and all(
-            m["content"] or m["reasoning"] for m in outcomes
-        )
-        metrics = (await client.get("/metrics")).text
-        assert "surge_upstream_retries_total" in metrics
-        assert sims[0].app.server.scheduler.snapshot()["requests_rejected"] >= 1
-        assert healthy
+        assert all(message["content"] for message in outcomes)
+        # Every refusal was followed by a retry on the other worker, which answered all four turns.
+        refused = refusing.snapshot()["requests_rejected"]
+        assert refused >= 1, "round robin sent no turn to the refusing worker first"
+        assert refusing.snapshot()["requests_finished"] == 0
+        assert healthy.snapshot()["requests_finished"] == 4
+        after = await scrape(client)
+        assert after.added(before, "surge_upstream_retries_total", model=MODEL_ID) == refused
 
 
 async def test_every_worker_refusing_fails_the_turn_with_upstream_unavailable(client_with):
@@ -81,13 +86,24 @@ async def test_a_worker_dying_mid_stream_ends_the_turn_with_error_and_keeps_its_
 
 
 async def test_a_stalled_worker_is_abandoned_for_another(client_with):
-    async with client_with([{"sim_fault_stall_s": 30.0}, {}], SURGE_FIRST_TOKEN_TIMEOUT_S="1") as (client, _):
+    # Round robin starts with the stalling worker, so that the turn certainly meets it first.
+    workers = [{"sim_fault_stall_s": 30.0}, {}]
+    environ = {"SURGE_FIRST_TOKEN_TIMEOUT_S": "1", "SURGE_ROUTING_POLICY": "round_robin"}
+    async with client_with(workers, **environ) as (client, sims):
+        stalling, healthy = (sim.app.server.scheduler for sim in sims)
         alice = await sign_up(client)
         conversation = await new_conversation(client, alice)
+        before = await scrape(client)
         turn = (
             await client.post(
                 f"/v1/conversations/{conversation}/messages", json={"content": "hi"}, headers=alice.headers
             )
         ).json()
         finished = await wait_finished(client, turn["assistant_message"]["id"], alice.headers)
-        assert finished["status"] == "complete"
+        assert finished["status"] == "complete" and finished["content"]
+        assert healthy.snapshot()["requests_finished"] == 1
+        # The stalled request was given up (and so aborted upstream) without a token.
+        await until(lambda: stalling.snapshot()["requests_aborted"] == 1, what="the stalled request aborted")
+        assert stalling.snapshot()["generation_tokens"] == 0
+        after = await scrape(client)
+        assert after.added(before, "surge_upstream_retries_total", model=MODEL_ID) == 1

@@ -3,11 +3,11 @@ turns are settled by a survivor, and running more than one process without Redis
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.chat.service import CANCEL_WAIT_S
 from loadtests.sglang_sim import free_port, run_subprocess
 from tests.chat.helpers import check_log, concatenated, read_stream, read_until, wait_finished
 from tests.conftest import models_json, sign_up, sim_config
+from tests.polling import until
 from tests.services import REDIS_URL, redis_available, require
+from tests.sim_faults import faults
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -63,8 +66,6 @@ def replica(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]
                     break
             except httpx.HTTPError:
                 pass
-            import time
-
             time.sleep(0.05)
         yield process, url
     finally:
@@ -74,6 +75,21 @@ def replica(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def sim_stats(workers: list[str]) -> list[dict]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return [(await http.get(f"{url}/sim/stats")).json() for url in workers]
+
+
+async def upstream_running(workers: list[str]) -> int:
+    """Requests the workers hold (running, or waiting out a stall)."""
+    return sum(stats["running"] + stats["waiting"] for stats in await sim_stats(workers))
+
+
+async def upstream_aborts(workers: list[str], *, more_than: int | None = None) -> int | bool:
+    aborted = sum(stats["requests_aborted"] for stats in await sim_stats(workers))
+    return aborted if more_than is None else aborted > more_than
 
 
 @pytest.fixture
@@ -117,16 +133,28 @@ async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(sh
             assert final["status"] == "complete"
             assert concatenated(log, "reasoning") == (final["reasoning"] or "")
             assert concatenated(log, "content") == final["content"]
-            # A cancel sent to the replica that does not own the turn reaches the one that does.
-            slow_turn = (
-                await second.post(
-                    f"/v1/conversations/{conversation}/messages",
-                    json={"content": "another", "thinking": True},
-                    headers=alice.headers,
+            # A cancel sent to the replica that does not own the turn reaches the one that does, which
+            # stops it upstream; answered by the owner, not forced by the other after CANCEL_WAIT_S.
+            # (The workers are slowed down meanwhile, so that the answer is still coming.)
+            aborted = await upstream_aborts(fleet)
+            with faults(fleet, slowdown=50.0):
+                slow_turn = (
+                    await second.post(
+                        f"/v1/conversations/{conversation}/messages",
+                        json={"content": "another", "thinking": True},
+                        headers=alice.headers,
+                    )
+                ).json()["assistant_message"]["id"]
+                await until(lambda: upstream_running(fleet), what="the turn on a worker", every_s=0.05)
+                asked = time.monotonic()
+                cancelled = (
+                    await first.post(f"/v1/messages/{slow_turn}/cancel", headers=alice.headers)
+                ).json()
+                assert time.monotonic() - asked < CANCEL_WAIT_S
+                assert cancelled["status"] == "cancelled"
+                await until(
+                    lambda: upstream_aborts(fleet, more_than=aborted), what="the upstream abort", every_s=0.05
                 )
-            ).json()["assistant_message"]["id"]
-            cancelled = (await first.post(f"/v1/messages/{slow_turn}/cancel", headers=alice.headers)).json()
-            assert cancelled["status"] in ("cancelled", "complete")
 
 
 @on_postgresql
@@ -182,7 +210,19 @@ async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(shared_
                         headers=alice.headers,
                     )
                 ).json()["assistant_message"]["id"]
-                await asyncio.sleep(0.5)
+                # Killed once the turn is on its (stalling) worker, and its row says so (the checkpoint
+                # stored it as started, attempt 1): nothing streamed, yet it did start.
+                await until(
+                    lambda: upstream_running([stalling.url]),
+                    what="the turn on the stalling worker",
+                    every_s=0.05,
+                )
+
+                async def checkpointed() -> bool:
+                    message = await client.get(f"/v1/messages/{answer}", headers=alice.headers)
+                    return message.json()["status"] == "streaming"
+
+                await until(checkpointed, what="the started turn checkpointed", every_s=0.05)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()
         async with httpx.AsyncClient(base_url=survivor_url, timeout=30) as client:

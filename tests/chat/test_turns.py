@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from tests.chat.helpers import check_log, concatenated, parse_sse, read_stream, read_until, wait_finished
 from tests.conftest import error_of, sign_up
 
@@ -146,22 +148,49 @@ async def test_hanging_up_does_not_stop_generation(client, alice):
     assert concatenated(replay, "content") == finished["content"]
 
 
-async def test_get_message_shows_the_text_so_far_while_streaming(client, alice):
-    conversation = await new_conversation(client, alice)
+async def start_a_slow_answer(client, account) -> tuple[str, list]:
+    """A thinking answer on a slow worker, and the first events its stream delivered (it is mid-way)."""
+    conversation = await new_conversation(client, account)
     turn = (
         await client.post(
             f"/v1/conversations/{conversation}/messages",
             json={"content": "Stream me", "thinking": True},
-            headers=alice.headers,
+            headers=account.headers,
         )
     ).json()
     answer = turn["assistant_message"]["id"]
-    await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=alice.headers)
-    during = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
-    if during["status"] == "streaming":
-        assert during["reasoning"] or during["content"]
-    finished = await wait_finished(client, answer, alice.headers)
-    assert finished["reasoning"].startswith(during["reasoning"] or "")
+    seen = await read_until(client, f"/v1/messages/{answer}/events", count=3, headers=account.headers)
+    assert [event.name for event in seen] == ["started", "reasoning", "reasoning"]
+    return answer, seen
+
+
+async def test_get_message_shows_the_text_so_far_while_streaming(client_with):
+    # A slow worker keeps the answer streaming while the test looks, and no checkpoint reaches the
+    # database meanwhile: the text can only come from the live turn.
+    async with client_with([{"sim_speedup": 2.0}], SURGE_CHECKPOINT_INTERVAL_S="3600") as (client, _):
+        alice = await sign_up(client)
+        answer, seen = await start_a_slow_answer(client, alice)
+        during = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
+        # Still going (the row says "queued" until its first checkpoint: see the xfail test below).
+        assert during["status"] in ("queued", "streaming") and during["completed_at"] is None
+        assert during["reasoning"].startswith(concatenated(seen, "reasoning"))
+        cancelled = (await client.post(f"/v1/messages/{answer}/cancel", headers=alice.headers)).json()
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["reasoning"].startswith(during["reasoning"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="backend bug: GET /v1/messages/{id} reports 'queued' while the answer streams, until the row's "
+    "next checkpoint (TurnRunner._mark_started leaves the status to it; with_live_text fills in only the text)",
+)
+async def test_get_message_of_an_answer_streaming_says_streaming(client_with):
+    async with client_with([{"sim_speedup": 2.0}], SURGE_CHECKPOINT_INTERVAL_S="3600") as (client, _):
+        alice = await sign_up(client)
+        answer, _ = await start_a_slow_answer(client, alice)
+        during = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
+        await client.post(f"/v1/messages/{answer}/cancel", headers=alice.headers)
+        assert during["status"] == "streaming"
 
 
 async def test_the_conversation_and_its_tree_show_a_streaming_answers_text_so_far(client_with):

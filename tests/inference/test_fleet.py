@@ -21,7 +21,9 @@ from backend.inference.pool import WorkerPool
 from backend.settings import InferenceSettings, ModelSpec
 from loadtests.sglang_sim import RunningSim, run_in_process
 from tests.chat.helpers import wait_finished
-from tests.conftest import error_of, make_settings, serve, sign_up, sim_config
+from tests.conftest import MODEL_ID, error_of, make_settings, serve, sign_up, sim_config
+from tests.metric_samples import scrape
+from tests.polling import until
 
 
 def inference(workers: list[str], **overrides) -> InferenceSettings:
@@ -98,6 +100,18 @@ async def test_workers_join_and_leave_when_the_models_file_changes(tmp_path):
     assert [w.url for w in pool.workers["deepseek-v3.1"]] == ["http://127.0.0.1:2"]
 
 
+def worker_health(client, url: str, healthy: bool):
+    """A condition for ``until``: the app's /metrics shows the worker at ``url`` healthy (or not)."""
+
+    async def shown() -> bool:
+        value = (await scrape(client)).values.get(
+            ("surge_worker_healthy", frozenset({"model": MODEL_ID, "worker": url}.items()))
+        )
+        return value == (1.0 if healthy else 0.0)
+
+    return shown
+
+
 async def send(client, account, conversation) -> dict:
     turn = (
         await client.post(
@@ -127,14 +141,18 @@ async def test_a_worker_that_turns_unhealthy_stops_getting_turns_and_comes_back(
                 "id"
             ]
             await http.post(f"{first.url}/sim/faults", json={"health_fail": True})
-            await asyncio.sleep(0.6)  # the thresholds: two failed probes 0.1 s apart, with margin
+            await until(
+                worker_health(client, first.url, healthy=False), what="first marked down", every_s=0.05
+            )
             served = {(await send(client, alice, conversation))["id"] for _ in range(4)}
             assert len(served) == 4
             assert first.app.server.scheduler.snapshot()["requests_finished"] == 0
             ready = (await client.get("/readyz")).json()
             assert ready["checks"]["model:deepseek-v3.1"] == "ok"  # one healthy worker is enough
             await http.post(f"{first.url}/sim/faults", json={"health_fail": False})
-            await asyncio.sleep(0.6)
+            await until(
+                worker_health(client, first.url, healthy=True), what="first marked up again", every_s=0.05
+            )
             for _ in range(4):
                 await send(client, alice, conversation)
             assert first.app.server.scheduler.snapshot()["requests_finished"] >= 1
@@ -155,7 +173,11 @@ async def test_a_worker_that_dies_stops_getting_turns(database_url, tmp_path):
         retries = {"model": "deepseek-v3.1"}
         before = REGISTRY.get_sample_value("surge_upstream_retries_total", retries) or 0.0
         async with serve(create_app(settings)) as client:
-            await asyncio.sleep(0.5)
+            await until(
+                worker_health(client, "http://127.0.0.1:9", healthy=False),
+                what="port 9 marked down",
+                every_s=0.05,
+            )
             alice = await sign_up(client)
             conversation = (await client.post("/v1/conversations", json={}, headers=alice.headers)).json()[
                 "id"
@@ -163,8 +185,7 @@ async def test_a_worker_that_dies_stops_getting_turns(database_url, tmp_path):
             for _ in range(4):
                 finished = await send(client, alice, conversation)
                 assert finished["status"] == "complete"
-            metrics = (await client.get("/metrics")).text
-            assert 'surge_worker_healthy{model="deepseek-v3.1",worker="http://127.0.0.1:9"} 0.0' in metrics
+            assert await worker_health(client, "http://127.0.0.1:9", healthy=False)()
             # Marked down by its health checks, it never got a turn to fail (no retry was needed).
             assert (REGISTRY.get_sample_value("surge_upstream_retries_total", retries) or 0.0) == before
 

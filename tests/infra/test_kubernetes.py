@@ -253,10 +253,12 @@ def test_surge_accepts_its_configuration(overlay: str, tmp_path: Path) -> None:
     objects = kustomize_build(overlay)
     fcm = tmp_path / "service-account.json"
     fcm.write_text("{}")
+    checked = []
     for workload, template in pod_specs(objects):
         for container in template["spec"]["containers"]:
             if container["command"][:1] != ["surge"]:
                 continue
+            checked.append(container["command"][:2])
             env = _environment(objects, container, str(fcm))
             unknown = {k for k in env if k.startswith("SURGE_") or k.isupper()} - surge_setting_names()
             assert not unknown, f"{workload['metadata']['name']}: not Surge settings: {sorted(unknown)}"
@@ -274,6 +276,8 @@ def test_surge_accepts_its_configuration(overlay: str, tmp_path: Path) -> None:
                     if v.get("secret", {}).get("secretName") == "surge-fcm"
                 ]
                 assert Path(fcm_path).name in _secrets()["surge-fcm"] and volume
+    # The loop above skips containers that are not Surge's: make sure it did not skip them all.
+    assert ["surge", "serve"] in checked and ["surge", "migrate"] in checked, checked
 
 
 def test_production_overlay_raises_the_numbers() -> None:

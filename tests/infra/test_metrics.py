@@ -5,6 +5,7 @@ buckets (loadtests/sglang_sim/metrics.py). The only exceptions are listed in PEN
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterable
@@ -18,13 +19,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from backend.app import create_app
 from loadtests.sglang_sim import run_in_process
 from tests.chat.helpers import read_stream
-from tests.conftest import make_settings, serve, sign_up, sim_config
+from tests.conftest import MODEL_ID, make_settings, serve, sign_up, sim_config
 from tests.infra.infra_files import (
     DASHBOARD,
     alert_rules,
     dashboard_expressions,
     selectors,
 )
+from tests.metric_samples import Scrape, scrape
+from tests.polling import until
 
 # pending: added by the admission and routing issues. These series do not exist on this branch yet;
 # other branches add them, with these types and labels. Until then they are taken on trust here, and
@@ -73,16 +76,24 @@ def pending_series() -> dict[str, set[str]]:
     return series
 
 
+SEND = {
+    "app_name": "surge",
+    "method": "POST",
+    "path": "/v1/conversations/{conversation_id}/messages",
+    "status_code": "200",
+}
+
+
 @pytest.fixture(scope="module")
-def scrapes(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> tuple[str, str]:
-    """(Surge's /metrics, the simulator's /metrics) after one streamed reasoning turn."""
+def scrapes(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> tuple[str, str, str]:
+    """(Surge's /metrics before and after one streamed reasoning turn, the simulator's /metrics after it)."""
     import asyncio
 
     tmp_path = tmp_path_factory.mktemp("metrics")
     database = tmp_path / "surge.sqlite3"
     shutil.copyfile(sqlite_template, database)
 
-    async def run() -> tuple[str, str]:
+    async def run() -> tuple[str, str, str]:
         async with run_in_process(sim_config()) as sim:
             settings = make_settings(f"sqlite+aiosqlite:///{database}", tmp_path, workers=[sim.url])
             async with serve(create_app(settings)) as client:
@@ -90,6 +101,7 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
                 conversation = (
                     await client.post("/v1/conversations", json={}, headers=account.headers)
                 ).json()["id"]
+                before = (await client.get("/metrics")).text
                 events = await read_stream(
                     client,
                     "POST",
@@ -98,17 +110,26 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
                     headers=account.headers,
                 )
                 assert events[-1].name == "done"
+
+                # The turn is counted just after its done event, the request once its stream has closed.
+                async def counted() -> bool:
+                    now = await scrape(client)
+                    turns = now.added(Scrape(before), "surge_turns_total", model=MODEL_ID, outcome="complete")
+                    return turns > 0 and now.added(Scrape(before), "surge_http_requests_total", **SEND) > 0
+
+                with contextlib.suppress(AssertionError):  # if never, the test below says what is missing
+                    await until(counted, within_s=5, every_s=0.05)
                 surge = (await client.get("/metrics")).text
             async with httpx.AsyncClient(base_url=sim.url) as http:
                 sglang = (await http.get("/metrics")).text
-        return surge, sglang
+        return before, surge, sglang
 
     return asyncio.run(run())
 
 
 @pytest.fixture(scope="module")
-def exported(scrapes: tuple[str, str]) -> dict[str, set[str]]:
-    surge, sglang = scrapes
+def exported(scrapes: tuple[str, str, str]) -> dict[str, set[str]]:
+    _, surge, sglang = scrapes
     series = exported_series(surge)
     for name in series:
         series[name] |= declared_labels(name)
@@ -127,8 +148,10 @@ def used() -> Iterable[tuple[str, str, frozenset[str]]]:
             yield f"dashboard: {expr[:60]}", selector.metric, selector.labels
 
 
-def test_the_running_backend_exports_its_metrics(exported: dict[str, set[str]]) -> None:
-    # The scrape really saw Surge's series, the HTTP middleware's and SGLang's, with samples from the turn.
+def test_the_running_backend_exports_its_metrics(
+    exported: dict[str, set[str]], scrapes: tuple[str, str, str]
+) -> None:
+    # The scrape really saw Surge's series, the HTTP middleware's and SGLang's...
     for name in [
         "surge_http_requests_total",
         "surge_http_request_duration_seconds_bucket",
@@ -142,6 +165,17 @@ def test_the_running_backend_exports_its_metrics(exported: dict[str, set[str]]) 
     assert {"model", "outcome"} <= exported["surge_turns_total"]
     assert {"method", "path", "status_code"} <= exported["surge_http_requests_total"]
     assert "model_name" in exported["sglang:num_running_reqs"]
+    # ...with samples from the turn (a name alone is printed, with its HELP line, before any sample).
+    before, after, sglang = (Scrape(text) for text in scrapes)
+    model = {"model": MODEL_ID}
+    assert after.added(before, "surge_turns_total", **model, outcome="complete") == 1
+    assert after.added(before, "surge_time_to_first_token_seconds_count", **model) == 1
+    assert after.added(before, "surge_http_requests_total", **SEND) == 1
+    assert after.added(before, "surge_http_request_duration_seconds_count", **SEND) == 1
+    worker = {"model_name": MODEL_ID}
+    assert sglang.value("sglang:num_requests_total", **worker) == 1
+    assert sglang.value("sglang:prompt_tokens_total", **worker) > 0
+    assert sglang.value("sglang:time_to_first_token_seconds_count", **worker) == 1
 
 
 def test_dashboard_and_alerts_read_only_exported_metrics(exported: dict[str, set[str]]) -> None:

@@ -343,13 +343,20 @@ def test_timeseries_and_charts(tmp_path):
     assert all((tmp_path / name).stat().st_size > 1000 for name in written)
 
 
-def test_recorder_writes_lines_that_load_back(tmp_path):
+def test_recorder_writes_lines_that_load_back(tmp_path, monkeypatch):
     recorder = Recorder(tmp_path)
     recorder.write("ack", key="k", user_message_id="u")
     recorder.close()
     (tmp_path / "records-torn.jsonl").write_text('{"type": "turn"}\n{"type": "tu')
     assert [r["type"] for r in load_records(tmp_path)] == ["ack", "turn"]
-    Recorder(None).write("ignored")  # no directory: records nothing
+    # No directory: records nothing, anywhere (not in the working directory either).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    nowhere = Recorder(None)
+    nowhere.write("ignored")
+    nowhere.close()
+    assert list(elsewhere.iterdir()) == []
 
 
 # --- the audit ---

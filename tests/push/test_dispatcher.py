@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db import models as m
 from backend.push.dispatcher import PushDispatcher
-from backend.push.fcm import LoggingSender, Push, SendResult
+from backend.push.fcm import FcmSender, LoggingSender, Push, SendResult
 from backend.push.outbox import enqueue_completion
 from backend.push.service import DeviceService
 from backend.settings import Settings
@@ -361,19 +361,41 @@ async def test_the_backlog_gauge_counts_pushes_waiting(
     assert REGISTRY.get_sample_value("surge_push_outbox_backlog", {"stage": "completions"}) == 0
 
 
+class GatedSender:
+    """Holds every send until the test opens the gate: a pass caught in the middle of talking to FCM."""
+
+    def __init__(self, inner: FcmSender) -> None:
+        self.inner = inner
+        self.sends = inner.sends
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def send(self, pushes: Sequence[Push], *, now: datetime | None = None) -> list[SendResult]:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.inner.send(pushes, now=now)
+
+    async def aclose(self) -> None:
+        return None
+
+
 async def test_a_stopped_dispatcher_finishes_its_pass_first(
-    dispatcher: PushDispatcher, seed: Seed, fake_google: FakeGoogle
+    dispatcher_factory: Callable[..., PushDispatcher], fcm: FcmSender, seed: Seed, fake_google: FakeGoogle
 ):
     alice = await seed.user()
     await seed.device(alice, "token-shutdown")
     await seed.finished(alice)
+    gated = GatedSender(fcm)
+    dispatcher = dispatcher_factory(gated)
 
     dispatcher.start()
-    for _ in range(100):
-        if fake_google.sends_to("token-shutdown"):
-            break
-        await asyncio.sleep(0.05)
-    await dispatcher.stop()
+    await asyncio.wait_for(gated.entered.wait(), 10)  # the pass has claimed the push and is sending it
+    stopping = asyncio.create_task(dispatcher.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=0.2)
+    assert not done, "stop() returned while a pass was still sending"
+    gated.gate.set()
+    await asyncio.wait_for(stopping, 10)
 
+    assert len(fake_google.sends_to("token-shutdown")) == 1
     [delivery] = await seed.deliveries()
     assert (delivery.status, delivery.claimed_by) == ("sent", None)

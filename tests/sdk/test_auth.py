@@ -18,6 +18,7 @@ from surge import (
     Credentials,
     FileTokenStore,
     MemoryTokenStore,
+    RateLimitError,
     Surge,
     SurgeError,
 )
@@ -362,14 +363,14 @@ def test_error_bodies_of_refresh_keep_their_code():
             )
         return fake.handler(request)
 
-    with (
-        Surge(
-            base_url="http://surge.test",
-            access_token="x",
-            refresh_token="y",
-            http_client=httpx.Client(transport=httpx.MockTransport(rate_limited_refresh)),
-        ) as client,
-        pytest.raises(Exception) as raised,
-    ):
-        client.auth.refresh()
-    assert getattr(raised.value, "code", None) == "rate_limited"
+    with Surge(
+        base_url="http://surge.test",
+        access_token="x",
+        refresh_token="y",
+        http_client=httpx.Client(transport=httpx.MockTransport(rate_limited_refresh)),
+    ) as client:
+        with pytest.raises(RateLimitError) as raised:
+            client.auth.refresh()
+        credentials = client.tokens.credentials
+    assert raised.value.code == "rate_limited" and raised.value.retry_after == 600
+    assert credentials is not None and credentials.refresh_token == "y", "refused for now: still signed in"

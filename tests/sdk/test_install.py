@@ -3,8 +3,9 @@ around it: the package imports, its console script runs, and it does not drag th
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -29,16 +30,25 @@ def test_pip_installs_the_sdk_into_a_fresh_virtual_environment(tmp_path):
     assert install.returncode == 0, install.stdout + install.stderr
 
     check = (
-        "import surge, importlib.metadata as m; "
-        "assert surge.Surge and surge.AsyncSurge and surge.MessageStream; "
-        "print(surge.__version__, m.version('surge-sdk'), sorted(m.requires('surge-sdk')))"
+        "import json, surge, importlib.metadata as m; "
+        "print(json.dumps({'names': dir(surge), 'version': surge.__version__, "
+        "'distribution': m.version('surge-sdk'), 'requires': m.requires('surge-sdk'), "
+        "'requires_python': m.metadata('surge-sdk')['Requires-Python']}))"
     )
     imported = subprocess.run(
         [str(python), "-c", check], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
     )
     assert imported.returncode == 0, imported.stderr
-    version, distribution_version, *_ = imported.stdout.split(" ", 2)
-    assert version == distribution_version == "0.1.0"
+    installed = json.loads(imported.stdout)
+    assert {"Surge", "AsyncSurge", "MessageStream"} <= set(installed["names"])
+    assert installed["version"] == installed["distribution"] == "0.1.0"
+    # What it declares it needs: the three libraries it uses, and the Python it was written for.
+    assert {re.split(r"[<>=!~ ;\[]", requirement)[0] for requirement in installed["requires"]} == {
+        "httpx",
+        "msgspec",
+        "websockets",
+    }
+    assert installed["requires_python"] == ">=3.11"
 
     packages = subprocess.run(
         [str(python), "-m", "pip", "list", "--format=freeze"],
@@ -57,4 +67,3 @@ def test_pip_installs_the_sdk_into_a_fresh_virtual_environment(tmp_path):
         check=False,
     )
     assert chat.returncode == 0 and "surge-chat" in chat.stdout
-    assert sys.version_info >= (3, 11)

@@ -26,6 +26,7 @@ from surge import (
 )
 
 from tests.sdk.conftest import LiveSurge
+from tests.sim_faults import faults
 
 PASSWORD = "correct horse battery"
 
@@ -142,9 +143,11 @@ def test_regenerate_cancel_and_feedback(live_surge):
         with client.messages.stream_regenerate(answer.id) as again:
             second = again.final_message()
         assert second.id != answer.id and second.parent_id == answer.parent_id
-        turn = client.messages.regenerate(second.id)
-        cancelled = client.messages.cancel(turn.assistant_message.id)
-        assert cancelled.status in ("cancelled", "complete")
+        # Workers 50 times slower: the answer is certainly still coming when the cancel arrives.
+        with faults(live_surge.settings.inference.default.workers, slowdown=50.0):
+            turn = client.messages.regenerate(second.id)
+            cancelled = client.messages.cancel(turn.assistant_message.id)
+        assert cancelled.status == "cancelled" and cancelled.finish_reason == "cancelled"
         rated = client.messages.feedback(second.id, "up", comment="Nice.")
         assert rated.feedback == "up"
         assert client.messages.feedback(second.id, None).feedback is None

@@ -1,14 +1,13 @@
 """The examples of sdk_python/README.md run as written, against a live Surge, in the order they appear
 (one namespace, like a reader pasting them into one session).
 
-A block after ``<!-- needs: turns -->`` uses the turn routes and the WebSocket (issue 4): it runs when
-they are in the tree (``backend.chat``), and is skipped before. A block after ``<!-- not run: ... -->``
-is an illustration that needs something a test does not have (a Firebase ID token from a device).
+A block after ``<!-- needs: turns -->`` uses the turn routes and the WebSocket (issue 4), which are in
+the tree now: it runs like the others. A block after ``<!-- not run: ... -->`` is an illustration that
+needs something a test does not have (a Firebase ID token from a device).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from surge import Surge
 
 README = Path(__file__).parents[2] / "sdk_python" / "README.md"
 BLOCK = re.compile(r"(?:<!-- (?P<marker>[^>]*?) -->\n)?```python\n(?P<code>.*?)```", re.DOTALL)
-TURNS_MERGED = importlib.util.find_spec("backend.chat") is not None
 
 
 def blocks() -> list[tuple[str | None, str]]:
@@ -25,10 +23,8 @@ def blocks() -> list[tuple[str | None, str]]:
 
 
 def runnable(marker: str | None) -> bool:
-    if marker is None:
+    if marker is None or marker == "needs: turns":
         return True
-    if marker == "needs: turns":
-        return TURNS_MERGED
     assert marker.startswith("not run:"), f"unknown README marker {marker!r}"
     return False
 
@@ -54,5 +50,4 @@ def test_the_readme_examples_run_as_written(live_surge, monkeypatch, tmp_path, c
     assert "Compilers" in printed and "grace@example.com" in printed
     assert "404 not_found" in printed
     assert (tmp_path / "surge-session.json").exists()
-    if TURNS_MERGED:
-        assert "complete" in printed, "the streamed answer finished"
+    assert "complete" in printed, "the streamed answer finished"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.metric_samples import sample
+from tests.polling import until
 from tests.sglang_sim.conftest import chat_body, sse_events
 
 
@@ -14,28 +20,67 @@ def _value(text: str, name: str) -> float:
 
 
 async def test_metrics_names_labels_and_values(sim):
-    async with sim(enable_metrics=True, served_model_name="r1") as (client, _):
+    async with sim(enable_metrics=True, served_model_name="r1") as (client, app):
         body = chat_body("metrics please", max_tokens=10)
         await client.post("/v1/chat/completions", json=body)
         await client.post("/v1/chat/completions", json=body)
         text = (await client.get("/metrics")).text
-    for gauge in ("num_running_reqs", "num_queue_reqs", "num_used_tokens", "token_usage", "gen_throughput",
-                  "cache_hit_rate"):  # fmt: skip
-        assert f"# TYPE sglang:{gauge} gauge" in text
-    assert 'model_name="r1"' in text
+    scheduler, stats = app.server.scheduler, app.server.scheduler.stats
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    r1 = {"model_name": "r1"}
+    # Each gauge has its sample, labelled, with the scheduler's value at the scrape.
+    gauges = {
+        "num_running_reqs": 0,
+        "num_queue_reqs": 0,
+        "num_used_tokens": scheduler.used_tokens,
+        "token_usage": scheduler.used_tokens / scheduler.config.max_total_tokens,
+        "gen_throughput": stats.gen_throughput,
+        "cache_hit_rate": stats.last_batch_hit_rate,
+    }
+    for gauge, value in gauges.items():
+        assert families[f"sglang:{gauge}"].type == "gauge"
+        assert sample(text, f"sglang:{gauge}", **r1) == pytest.approx(value), gauge
     assert _value(text, "sglang:num_requests_total") == 2
     assert _value(text, "sglang:generation_tokens_total") == 20
     prompt = _value(text, "sglang:prompt_tokens_total")
     cached = _value(text, "sglang:cached_tokens_total")
     assert cached == prompt / 2 - 1  # the second identical prompt hit on all but its last token
     assert _value(text, "sglang:cache_hit_rate") == (prompt / 2 - 1) / (prompt / 2)
-    assert _value(text, "sglang:num_running_reqs") == 0
-    for hist in ("time_to_first_token_seconds", "inter_token_latency_seconds", "e2e_request_latency_seconds",
-                 "queue_time_seconds"):  # fmt: skip
-        assert f"# TYPE sglang:{hist} histogram" in text
-        assert f'sglang:{hist}_bucket{{le="+Inf",model_name="r1"}}' in text
-    assert _value(text, "sglang:time_to_first_token_seconds_count") == 2
-    assert _value(text, "sglang:inter_token_latency_seconds_count") == 18  # 9 decode steps per request
+    # 9 decode steps per request between its 10 tokens; one first token, queueing and end each.
+    counts = {"time_to_first_token_seconds": 2, "inter_token_latency_seconds": 18,
+              "e2e_request_latency_seconds": 2, "queue_time_seconds": 2}  # fmt: skip
+    for hist, count in counts.items():
+        assert families[f"sglang:{hist}"].type == "histogram"
+        assert sample(text, f"sglang:{hist}_count", **r1) == count, hist
+        assert sample(text, f"sglang:{hist}_bucket", **r1, le="+Inf") == count, hist
+
+
+async def test_the_gauges_show_the_requests_running_and_waiting_at_the_scrape(sim):
+    config = {
+        "enable_metrics": True,
+        "served_model_name": "r1",
+        "sim_speedup": 1.0,
+        "max_running_requests": 1,
+    }
+    async with sim(**config) as (client, app):
+        scheduler = app.server.scheduler
+        long = {"max_new_tokens": 100000, "ignore_eos": True}
+        tasks = [
+            asyncio.create_task(client.post("/generate", json={"text": f"q{i}", "sampling_params": long}))
+            for i in range(2)
+        ]
+        await until(
+            lambda: (len(scheduler.running), len(scheduler.waiting)) == (1, 1) and scheduler.used_tokens
+        )
+        text = (await client.get("/metrics")).text
+        await client.post("/abort_request", json={"abort_all": True})
+        await asyncio.gather(*tasks)
+    r1 = {"model_name": "r1"}
+    assert sample(text, "sglang:num_running_reqs", **r1) == 1
+    assert sample(text, "sglang:num_queue_reqs", **r1) == 1
+    used = sample(text, "sglang:num_used_tokens", **r1)
+    assert used is not None and used > 0
+    assert sample(text, "sglang:token_usage", **r1) == pytest.approx(used / scheduler.config.max_total_tokens)
 
 
 async def test_fault_refuse_answers_503(sim):

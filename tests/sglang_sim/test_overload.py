@@ -148,8 +148,11 @@ async def test_without_priority_scheduling_priority_is_ignored(sim):
             client.post("/generate", json={"text": "b", "sampling_params": LONG, "priority": 100})
         )
         await _wait(lambda: len(sched.waiting) == 1)
-        await asyncio.sleep(0.05)
+        # A few scheduling steps with the urgent request waiting: each would have preempted for it.
+        steps = sched.step_count
+        await _wait(lambda: sched.step_count >= steps + 3)
         assert len(sched.running) == 1 and sched.running[0].priority == 0  # FCFS: no preemption
+        assert sched.stats.num_retractions == 0
         await client.post("/abort_request", json={"abort_all": True})
         for task in (first, second):
             assert (await task).json()["meta_info"]["finish_reason"]["type"] == "abort"
