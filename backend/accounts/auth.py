@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.accounts.tokens import AccessTokens
 from backend.db import models as m
-from backend.errors import Forbidden, Unauthorized
+from backend.errors import ApiError, Forbidden, Unauthorized, error_response
 
 _USER_BY_ID = select(m.User.id, m.User.email, m.User.display_name, m.User.tier, m.User.created_at).where(
     m.User.id == bindparam("user_id")
@@ -65,6 +67,19 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     def __init__(self, app: ASGIApp, *, authenticator: Authenticator, **options: Any) -> None:
         super().__init__(app, **options)
         self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, or answer 401 right here: raised, the error would pass through the metrics
+        middleware around this one, which would count the request under its default status (200). (Errors
+        of the route itself are answered inside the route and never reach this far.)"""
+        try:
+            await super().__call__(scope, receive, send)
+        except ApiError as error:
+            if scope["type"] != ScopeType.HTTP:
+                raise
+            request: Request[Any, Any, Any] = Request(scope)
+            response = error_response(request, error).to_asgi_response(app=None, request=request)
+            await response(scope, receive, send)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]

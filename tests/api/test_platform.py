@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import error_of, make_settings, serve
 from tests.metric_samples import scrape
 from tests.polling import until
@@ -85,12 +83,6 @@ async def test_metrics_are_prometheus_text_and_count_requests_by_route(client, a
     assert after.added(before, "surge_http_request_duration_seconds_count", **ME, status_code="200") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backend bug: a request the auth middleware refuses is counted with status_code 200 (Litestar's "
-    "PrometheusMiddleware sits outside BearerAuthMiddleware and records its default 200 when the "
-    "NotAuthorizedException passes through it; the 401 is written later, outside it)",
-)
 async def test_metrics_count_a_refused_request_under_its_status(client):
     before = await scrape(client)
     assert (await client.get("/v1/me")).status_code == 401
