@@ -168,9 +168,12 @@ class TurnRunner:
             await asyncio.shield(generation.task)
         return True
 
-    def live_text(self, turn_id: UUID) -> tuple[str, str | None] | None:
+    def progress(self, turn_id: UUID) -> tuple[bool, str, str | None] | None:
+        """Of a turn generated here: whether it reached a worker, and its text so far."""
         generation = self.running.get(turn_id)
-        return generation.text() if generation else None
+        if generation is None:
+            return None
+        return (generation.started_at is not None, *generation.text())
 
     async def start_checkpoints(self) -> None:
         self._checkpointer.start()

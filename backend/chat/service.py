@@ -138,15 +138,18 @@ class TurnService:
         return await self.with_live_text(await self.owned_message(user_id, message_id))
 
     async def with_live_text(self, message: m.Message) -> m.Message:
-        """``message`` (detached from its session) with its answer's text so far, if it is streaming:
-        from this process's live log, else the shared event log, else its checkpoints."""
+        """``message`` (detached from its session) as a reader should see it while its answer streams:
+        its text so far and its status (the row learns both later), from this process's live log, else the
+        shared event log, else its checkpoints."""
         if message.status not in m.ACTIVE_STATUSES:
             return message
-        text = self.runner.live_text(message.id)
-        if text is None and (events := await self._log_so_far(message.id)):
-            text = text_from_events(events)
-        if text is not None:
-            message.content, message.reasoning = text
+        progress = self.runner.progress(message.id)
+        if progress is None and (events := await self._log_so_far(message.id)):
+            progress = (any(event.event == "started" for event in events), *text_from_events(events))
+        if progress is not None:
+            started, message.content, message.reasoning = progress
+            if started:
+                message.status = "streaming"
         return message
 
     async def _log_so_far(self, turn_id: UUID) -> list[TurnEvent]:

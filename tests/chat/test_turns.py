@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
-
 from tests.chat.helpers import check_log, concatenated, parse_sse, read_stream, read_until, wait_finished
 from tests.conftest import error_of, sign_up
 
@@ -171,7 +169,7 @@ async def test_get_message_shows_the_text_so_far_while_streaming(client_with):
         alice = await sign_up(client)
         answer, seen = await start_a_slow_answer(client, alice)
         during = (await client.get(f"/v1/messages/{answer}", headers=alice.headers)).json()
-        # Still going (the row says "queued" until its first checkpoint: see the xfail test below).
+        # Still going.
         assert during["status"] in ("queued", "streaming") and during["completed_at"] is None
         assert during["reasoning"].startswith(concatenated(seen, "reasoning"))
         cancelled = (await client.post(f"/v1/messages/{answer}/cancel", headers=alice.headers)).json()
@@ -179,11 +177,6 @@ async def test_get_message_shows_the_text_so_far_while_streaming(client_with):
         assert cancelled["reasoning"].startswith(during["reasoning"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backend bug: GET /v1/messages/{id} reports 'queued' while the answer streams, until the row's "
-    "next checkpoint (TurnRunner._mark_started leaves the status to it; with_live_text fills in only the text)",
-)
 async def test_get_message_of_an_answer_streaming_says_streaming(client_with):
     async with client_with([{"sim_speedup": 2.0}], SURGE_CHECKPOINT_INTERVAL_S="3600") as (client, _):
         alice = await sign_up(client)
