@@ -56,3 +56,4 @@ def test_the_readme_examples_run_as_written(live_surge, monkeypatch, tmp_path, c
     assert (tmp_path / "surge-session.json").exists()
     if TURNS_MERGED:
         assert "complete" in printed, "the streamed answer finished"
+        assert "raw stream ended with done at seq" in printed, "surge.iter_sse read the raw events"
