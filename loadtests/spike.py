@@ -48,7 +48,7 @@ import httpx
 import psutil
 import redis
 
-from backend.db.migrate import upgrade
+from loadtests.database import create_postgres, driver_dsn, drop_postgres, migrate, postgres_url
 from loadtests.locust_support import ShapeSchedule, load_records
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess
 from loadtests.spike_audit import answer_times, audit, in_flight
@@ -66,7 +66,6 @@ from loadtests.spike_report import (
 from loadtests.workload import system_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_DSN = os.environ.get("SURGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("SURGE_SPIKE_REDIS_URL", "redis://127.0.0.1:6379")
 MODEL = "deepseek-v3.1"
 PASSWORD = "spike-password"  # noqa: S105 (throwaway accounts of a load test)
@@ -92,25 +91,15 @@ class Run:
 
 # --- set-up ---
 async def create_database(run: Run) -> None:
-    run.database = f"surge_spike_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'CREATE DATABASE "{run.database}"')
-    finally:
-        await connection.close()
-    base = POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    run.database_url = f"{base}/{run.database}"
-    await asyncio.to_thread(upgrade, run.database_url)
+    """A fresh PostgreSQL database, migrated with Surge's own CLI."""
+    run.database = await create_postgres("surge_spike")
+    run.database_url = postgres_url(run.database)
+    await migrate(run.database_url)
 
 
 async def drop_database(run: Run) -> None:
-    if not run.database:
-        return
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{run.database}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    if run.database:
+        await drop_postgres(run.database)
 
 
 def flush_redis(run: Run) -> None:
@@ -240,7 +229,7 @@ async def create_accounts(run: Run, paid: int) -> list[dict[str, str]]:
                 response.raise_for_status()
 
         await asyncio.gather(*(sign_up(a) for a in [*accounts, admin]))
-    connection = await asyncpg.connect(run.database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    connection = await asyncpg.connect(driver_dsn(run.database_url))
     try:
         await connection.execute(
             "UPDATE user_account SET tier = 'plus' WHERE email = ANY($1::text[])",

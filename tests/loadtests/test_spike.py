@@ -30,7 +30,7 @@ from loadtests.locust_support import (
     classify,
     load_records,
 )
-from loadtests.spike_audit import answer_times, audit
+from loadtests.spike_audit import answer_times, audit, in_flight
 from loadtests.spike_report import (
     attach_answer_times,
     charts,
@@ -417,6 +417,7 @@ async def check_audit(url: str) -> None:
     assert clean.answer_status == {"complete": 1, "failed": 1, "streaming": 1}
     assert clean.unacknowledged_user_messages == 1
     assert not clean.ok
+    assert await in_flight(url) == 1  # the answer left streaming
 
     records = acks(built)
     lost = str(uuid.uuid4())
