@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,18 +40,25 @@ class SurgeProcess:
     pid: int
 
 
-async def wait_until_up(url: str, exited: asyncio.Task[int] | None = None, timeout_s: float = 90) -> None:
-    """Poll ``GET /healthz`` until the process answers; ``RuntimeError`` if it exits or takes too long."""
+async def wait_until_up(
+    url: str, exit_code: Callable[[], int | None], *, ready: bool = False, timeout_s: float = 90
+) -> None:
+    """Poll ``GET /healthz`` (with ``ready``: ``GET /readyz``, database, Redis and workers reachable) until
+    Surge says yes; ``RuntimeError`` if its process exits first (``exit_code()`` not None) or it takes
+    longer than ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     async with AsyncSurge(base_url=url, max_retries=0, timeout=3) as probe:
         while time.monotonic() < deadline:
-            if exited is not None and exited.done():
-                raise RuntimeError(f"Surge exited with {exited.result()} before it answered")
+            if (code := exit_code()) is not None:
+                raise RuntimeError(f"Surge exited with {code} before it was up")
             with contextlib.suppress(SurgeError):
-                await probe.health.alive()
-                return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"Surge did not answer on {url} within {timeout_s:.0f} s")
+                if not ready:
+                    await probe.health.alive()
+                    return
+                if (await probe.health.ready()).ready:
+                    return
+            await asyncio.sleep(0.1 if not ready else 0.3)
+    raise RuntimeError(f"Surge was not up on {url} within {timeout_s:.0f} s")
 
 
 @contextlib.asynccontextmanager
@@ -67,15 +74,14 @@ async def serve(
         stdout=output, stderr=output,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    exited = asyncio.create_task(process.wait())
     try:
-        await wait_until_up(url, exited)
+        await wait_until_up(url, lambda: process.returncode)
         yield SurgeProcess(url=url, pid=process.pid)
     finally:
         if process.returncode is None:
             process.terminate()
         try:
-            await asyncio.wait_for(asyncio.shield(exited), stop_timeout_s)
+            await asyncio.wait_for(process.wait(), stop_timeout_s)
         except TimeoutError:
             process.kill()
-            await exited
+            await process.wait()
