@@ -420,18 +420,7 @@ class ChatUser(User):
         finally:
             obs.settled = True
             if outcome in (ABANDONED, UNATTENDED):
-                _State.recorder.write(
-                    "turn",
-                    t=obs.sent_wall,
-                    t_end=time.time(),
-                    tier=self.tier,
-                    outcome=outcome,
-                    reason=outcome,
-                    attempt=obs.attempt,
-                    thinking=plan.thinking,
-                    assistant_message_id=obs.assistant_message_id,
-                    ttft=obs.first_token_s,
-                )
+                self.write_turn(obs, plan, outcome, outcome)
 
     def follow(
         self, attempt: Callable[[], TurnObservation | None], stream: MessageStream, away_after_s: float | None
@@ -479,10 +468,9 @@ class ChatUser(User):
         rating: Rating = "up" if self.rng.random() < 0.85 else "down"
         self.call(lambda: self.surge.messages.feedback(message_id, rating))
 
-    def report(
-        self, obs: TurnObservation, outcome: str, reason: str, plan: TurnPlan, background: str
+    def write_turn(
+        self, obs: TurnObservation, plan: TurnPlan, outcome: str, reason: str, **fields: Any
     ) -> None:
-        assert outcome in OUTCOMES
         _State.recorder.write(
             "turn",
             t=obs.sent_wall,
@@ -490,17 +478,22 @@ class ChatUser(User):
             tier=self.tier,
             outcome=outcome,
             reason=reason,
-            code=obs.code,
-            status=obs.status,
             attempt=obs.attempt,
             thinking=plan.thinking,
-            queued=obs.queued,
-            degraded=obs.degraded,
-            background=background,
-            ttft=obs.first_token_s,
-            ttlt=obs.last_token_s,
             assistant_message_id=obs.assistant_message_id,
+            ttft=obs.first_token_s,
+            **fields,
         )
+
+    def report(
+        self, obs: TurnObservation, outcome: str, reason: str, plan: TurnPlan, background: str
+    ) -> None:
+        """Record an attempt's outcome and fire its ``TURN`` (and ``TTFT``, ``TTLT``) metrics."""
+        assert outcome in OUTCOMES
+        self.write_turn(
+            obs, plan, outcome, reason, code=obs.code, status=obs.status, queued=obs.queued,
+            degraded=obs.degraded, background=background, ttlt=obs.last_token_s,
+        )  # fmt: skip
         if obs.first_token_s is not None and background == "none":
             fire("TTFT", self.tier, obs.first_token_s * 1000)
         if obs.last_token_s is not None and outcome != SHED:
