@@ -102,6 +102,7 @@ def test_a_plain_turn_is_served_with_its_first_and_last_token_times():
     assert obs.acknowledged and obs.user_message_id == "u1" and obs.assistant_message_id == "a1"
     assert obs.first_token_s is not None and obs.last_token_s is not None
     assert obs.first_token_s < obs.last_token_s
+    assert obs.first_token_s == pytest.approx(0.2)  # the reasoning delta, the third event
     assert obs.last_seq == 9
 
 

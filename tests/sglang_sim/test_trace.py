@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from loadtests.sglang_sim.chat_template import render_prompt
 from loadtests.sglang_sim.trace import read_trace
 from tests.sglang_sim.conftest import chat_body
+from tests.sglang_sim.test_overload import _wait
 
 
 async def test_each_finished_request_is_traced_with_its_ids_and_wall_clock_times(sim, tmp_path):
@@ -29,6 +31,20 @@ async def test_each_finished_request_is_traced_with_its_ids_and_wall_clock_times
         assert started <= request.arrival <= request.finished <= ended
     assert len(traced[1].output_ids) == 5
     assert traced[0].rid != traced[1].rid
+
+
+async def test_an_aborted_request_is_traced_with_the_output_it_got_so_far(sim, tmp_path):
+    path = tmp_path / "trace.jsonl"
+    async with sim(sim_speedup=1.0, sim_trace_file=str(path)) as (client, app):
+        body = chat_body("abort me", stream=True, rid="victim", max_tokens=100000, ignore_eos=True)
+        task = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        running = app.server.scheduler.running
+        await _wait(lambda: bool(running) and running[0].num_output >= 2)
+        await client.post("/abort_request", json={"rid": "victim"})
+        await task
+    (request,) = read_trace(path)
+    assert (request.rid, request.finish) == ("victim", "abort")
+    assert 2 <= len(request.output_ids) < 100000
 
 
 async def test_without_the_flag_nothing_is_traced(sim, tmp_path):
