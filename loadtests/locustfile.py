@@ -267,24 +267,22 @@ class ChatUser(User):
             self.tier = me.tier
 
     def sign_up(self) -> None:
-        """Sign up until it works; every refused attempt (the SDK's retries included) is a ``signup``
-        record, written by the traffic log."""
+        """A fresh account; every refused attempt (the SDK's retries included) is a ``signup`` record,
+        written by the traffic log."""
         email = f"free-{uuid.uuid4().hex[:12]}@spike.example"
         self.credentials = {"email": email, "password": PASSWORD}
-        while True:
-            try:
-                self.surge.auth.sign_up(email, PASSWORD)
-                return
-            except APIStatusError as exc:
-                refused = exc.status_code in (429, 503) and exc.retry_after is not None
-                gevent.sleep(exc.retry_after if refused and exc.retry_after is not None else 5.0)
-            except APIConnectionError:
-                gevent.sleep(5.0)
+        self.until_signed_in(lambda: self.surge.auth.sign_up(email, PASSWORD))
 
     def login(self) -> None:
+        email, password = self.credentials["email"], self.credentials["password"]
+        self.until_signed_in(lambda: self.surge.auth.log_in(email, password))
+
+    def until_signed_in(self, sign_in: Callable[[], object]) -> None:
+        """Repeat ``sign_in`` until it works, waiting (once the SDK's own retries are spent) a refusal's
+        Retry-After, else 5 s."""
         while True:
             try:
-                self.surge.auth.log_in(self.credentials["email"], self.credentials["password"])
+                sign_in()
                 return
             except APIStatusError as exc:
                 refused = exc.status_code in (429, 503) and exc.retry_after is not None
