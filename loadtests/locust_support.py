@@ -241,9 +241,9 @@ class SendAttempts:
     event, is settled (classified and reported) as soon as it is over; the accepted one is settled by the
     caller once its answer ends. A 401 is not an attempt: the SDK refreshes its token and sends again."""
 
-    def __init__(self, report: Callable[[TurnObservation], None], *, counted: int = 0) -> None:
+    def __init__(self, report: Callable[[TurnObservation], None]) -> None:
         self._report = report
-        self.count = counted  # attempts of this message so far (across its sends and regenerations)
+        self.count = 0  # attempts of this message so far (across its sends and regenerations)
         self.current: TurnObservation | None = None
 
     def start(self) -> None:

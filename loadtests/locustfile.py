@@ -367,6 +367,7 @@ class ChatUser(User):
         come back; the accepted one here."""
         client = self.surge.with_options(max_retries=max(0, limit - attempts.count - 1))
         away_after = plan.background.after_s if plan.background else None
+        sent_before = attempts.count
         self.traffic.attempts = attempts
         try:
             self.follow(lambda: attempts.current, send.stream(client), away_after)
@@ -376,7 +377,7 @@ class ChatUser(User):
         finally:
             self.traffic.attempts = None
         obs = attempts.current
-        if obs is None:
+        if obs is None or attempts.count == sent_before:
             # Nothing went out: the session was refused and could not be refreshed. Sign in, send again.
             self.login()
             if not signed_in:
