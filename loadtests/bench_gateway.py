@@ -11,6 +11,11 @@ writes, event log, SSE). Reported, for SQLite and for PostgreSQL + Redis:
 The worker runs in real time (``--sim-speedup 1``) and streams every token (``--stream-interval 1``),
 as SGLang does by default, so the relay work per stream is what production sees.
 
+Turns through Surge go through the SDK (``AsyncSurge``: sign-up, ``messages.stream`` with its typed
+events, ``messages.cancel``), so the client side of "through Surge" is what an app runs; the worker is
+read with the SDK's event-stream decoder (``surge.aiter_sse``). Surge runs from its CLI on a database
+made with ``surge migrate``; nothing of the backend is imported.
+
     uv run python -m loadtests.bench_gateway [--levels 25 50 100 200] [--backends sqlite postgres]
 """
 
@@ -30,19 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+from surge import AsyncSurge, ContentEvent, DoneEvent, ReasoningEvent, SurgeError, aiter_sse
 
-from backend.db.migrate import upgrade
-from backend.settings import DEFAULT_SYSTEM_PROMPT
 from loadtests.benchenv import UNLIMITED_USER
+from loadtests.database import fresh_postgres, migrate
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
+from loadtests.sglang_sim.textgen import sample_text
+from loadtests.surge_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_DSN = os.environ.get("SURGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SURGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODEL = "deepseek-v3.1"
 TTFT_BUDGET_MS = 50.0
+STREAM_TIMEOUT = httpx.Timeout(600, connect=30)
+# What both paths send as the system prompt (Surge's is set to it): as long as Surge's default, 48 tokens.
+SYSTEM_PROMPT = sample_text(1, 48)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -67,7 +75,7 @@ class Backend:
     name: str
     url: str
     pid: int
-    tokens: list[str] = field(default_factory=list)
+    users: list[AsyncSurge] = field(default_factory=list)  # one signed-in client each, one shared pool
     conversations: list[str] = field(default_factory=list)
 
 
@@ -77,7 +85,7 @@ async def direct_ttft(http: httpx.AsyncClient, worker: str, question: str, max_t
     body = {
         "model": MODEL,
         "messages": [
-            {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+            {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": question},
         ],
         "stream": True,
@@ -89,10 +97,10 @@ async def direct_ttft(http: httpx.AsyncClient, worker: str, question: str, max_t
     started = time.perf_counter()
     first = None
     async with http.stream("POST", f"{worker}/v1/chat/completions", json=body) as response:
-        async for line in response.aiter_lines():
-            if first is not None or not line.startswith("data:") or line.endswith("[DONE]"):
-                continue
-            for choice in json.loads(line[5:]).get("choices", []):
+        async for event in aiter_sse(response):
+            if first is not None or event.data == "[DONE]":
+                continue  # read to the end, as Surge does
+            for choice in json.loads(event.data).get("choices", []):
                 delta = choice.get("delta") or {}
                 if delta.get("content") or delta.get("reasoning_content"):  # not the empty role chunk
                     first = time.perf_counter() - started
@@ -100,7 +108,6 @@ async def direct_ttft(http: httpx.AsyncClient, worker: str, question: str, max_t
 
 
 async def surge_turn(
-    http: httpx.AsyncClient,
     backend: Backend,
     index: int,
     question: str,
@@ -109,33 +116,26 @@ async def surge_turn(
     stop_after_first_token: bool = False,
 ) -> tuple[float, int]:
     """Seconds to the first token through Surge, and the tokens relayed: the answer's completion tokens
-    from its ``done`` event (a streamed event carries as many tokens as the worker sent in one chunk)."""
-    token = backend.tokens[index % len(backend.tokens)]
+    from its ``done`` event (a streamed event carries as many tokens as the worker sent in one chunk).
+
+    Each turn starts a new root (``parent_id=None``): the users' conversations carry many turns at once,
+    and the prompt stays the system prompt and the question, as on the direct path."""
+    client = backend.users[index % len(backend.users)]
     conversation = backend.conversations[index % len(backend.conversations)]
-    headers = {"Authorization": f"Bearer {token}"}
     started = time.perf_counter()
-    first, tokens, event, answer = None, 0, "", ""
-    async with http.stream(
-        "POST",
-        f"{backend.url}/v1/conversations/{conversation}/messages",
-        json={"content": question, "thinking": thinking, "stream": True, "parent_id": None},
-        headers=headers,
-    ) as response:
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line[7:].strip()
-                if event in ("reasoning", "content") and first is None:
-                    first = time.perf_counter() - started
-                    if stop_after_first_token:
-                        break
-            elif line.startswith("data:") and event == "turn":
-                answer = json.loads(line[5:])["assistant_message"]["id"]
-            elif line.startswith("data:") and event == "done":
-                usage = json.loads(line[5:])["message"].get("usage") or {}
-                tokens = int(usage.get("completion_tokens") or 0)
-    if stop_after_first_token and answer:
+    first, tokens = None, 0
+    stream = client.messages.stream(conversation, question, thinking=thinking, parent_id=None)
+    async with stream:
+        async for event in stream:
+            if isinstance(event, ReasoningEvent | ContentEvent) and first is None:
+                first = time.perf_counter() - started
+                if stop_after_first_token:
+                    break
+            elif isinstance(event, DoneEvent) and event.message.usage is not None:
+                tokens = event.message.usage.completion_tokens
+    if stop_after_first_token and stream.message_id is not None:
         # Only the first token was wanted: stop the answer rather than load the worker with it.
-        await http.post(f"{backend.url}/v1/messages/{answer}/cancel", headers=headers)
+        await client.messages.cancel(stream.message_id)
     return (first if first is not None else float("nan")), tokens
 
 
@@ -166,85 +166,39 @@ async def database(kind: str) -> AsyncIterator[dict[str, str]]:
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as directory:
             url = f"sqlite+aiosqlite:///{directory}/bench.sqlite3"
-            await asyncio.to_thread(upgrade, url)
+            await migrate(url)
             yield {"SURGE_DATABASE_URL": url, "SURGE_DATA_DIR": directory}
         return
-    name = f"surge_gateway_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(POSTGRES_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
+    async with fresh_postgres("surge_gateway") as url:
         yield {"SURGE_DATABASE_URL": url, "SURGE_REDIS_URL": REDIS_URL}
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @contextlib.asynccontextmanager
 async def surge(
-    kind: str, worker_url: str, users: int, extra_env: dict[str, str] | None = None
+    kind: str, worker_url: str, users: int, http: httpx.AsyncClient, extra_env: dict[str, str] | None = None
 ) -> AsyncIterator[Backend]:
+    """Surge on a fresh database, with ``users`` signed-up clients (each with a conversation) that share
+    the connection pool ``http``."""
     async with database(kind) as env_db:
-        port = free_port()
         env = {
-            **os.environ,
             **env_db,
-            "SURGE_PORT": str(port),
-            "SURGE_DATABASE_AUTO_MIGRATE": "false",
-            "SURGE_LOG_LEVEL": "WARNING",
-            "SURGE_AUTO_TITLES": "false",
-            "SURGE_SHUTDOWN_GRACE_S": "2",
             **UNLIMITED_USER,
-            "SURGE_ARGON2_TIME_COST": "1",
-            "SURGE_ARGON2_MEMORY_KIB": "64",
+            "SURGE_SYSTEM_PROMPT": SYSTEM_PROMPT,
             "SURGE_MODELS": json.dumps(
                 [{"id": MODEL, "display_name": "bench", "workers": [worker_url], "max_output_tokens": 32768}]
             ),
             **(extra_env or {}),
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "backend.cli",
-            "serve",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                for _ in range(300):
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await http.get("/healthz")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
-                backend = Backend(kind, url, process.pid)
-                for index in range(users):
-                    session = (
-                        await http.post(
-                            "/v1/auth/signup",
-                            json={
-                                "email": f"bench{index}-{uuid.uuid4().hex[:6]}@example.com",
-                                "password": "benchmark",
-                            },
-                        )
-                    ).json()
-                    backend.tokens.append(session["access_token"])
-                    headers = {"Authorization": f"Bearer {session['access_token']}"}
-                    backend.conversations.append(
-                        (await http.post("/v1/conversations", json={}, headers=headers)).json()["id"]
-                    )
+        async with serve(env) as process:
+            backend = Backend(kind, process.url, process.pid)
+            for index in range(users):
+                client = AsyncSurge(base_url=process.url, http_client=http, timeout=STREAM_TIMEOUT)
+                await client.auth.sign_up(
+                    f"bench{index}-{uuid.uuid4().hex[:6]}@example.com", "benchmark-password"
+                )
+                backend.users.append(client)
+                backend.conversations.append((await client.conversations.create()).id)
             yield backend
-        finally:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 20)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 # --- the three measurements ---
@@ -260,7 +214,7 @@ async def added_ttft(
         question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
         async with slots:
             direct.append(await direct_ttft(http, worker_url, question + " (direct)", 64))
-            through.append((await surge_turn(http, backend, index, question, stop_after_first_token=True))[0])
+            through.append((await surge_turn(backend, index, question, stop_after_first_token=True))[0])
 
     await asyncio.gather(*(pair(index) for index in range(pairs)))
     return summarise(direct, through)
@@ -279,7 +233,7 @@ def summarise(direct: list[float], through: list[float]) -> dict[str, float]:
     }
 
 
-async def cpu_per_1000_tokens(http: httpx.AsyncClient, backend: Backend, turns: int) -> dict[str, float]:
+async def cpu_per_1000_tokens(backend: Backend, turns: int) -> dict[str, float]:
     slots = asyncio.Semaphore(16)
     tokens = 0
     cpu_before = process_cpu_s(backend.pid)
@@ -287,7 +241,7 @@ async def cpu_per_1000_tokens(http: httpx.AsyncClient, backend: Backend, turns: 
     async def one(index: int) -> None:
         nonlocal tokens
         async with slots:
-            tokens += (await surge_turn(http, backend, index, f"Explain item {index} {uuid.uuid4().hex}"))[1]
+            tokens += (await surge_turn(backend, index, f"Explain item {index} {uuid.uuid4().hex}"))[1]
 
     await asyncio.gather(*(one(index) for index in range(turns)))
     cpu = process_cpu_s(backend.pid) - cpu_before
@@ -307,10 +261,9 @@ async def hold_streams(
 
     async def background(index: int) -> None:
         while not stop.is_set():
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(SurgeError):
                 task = asyncio.create_task(
                     surge_turn(
-                        http,
                         backend,
                         10_000 + index,
                         f"Think at length about {uuid.uuid4().hex}",
@@ -331,7 +284,7 @@ async def hold_streams(
     for index in range(probes):
         question = f"Probe {index} {uuid.uuid4().hex}"
         direct.append(await direct_ttft(http, worker_url, question + " (direct)", 16))
-        through.append((await surge_turn(http, backend, index, question, stop_after_first_token=True))[0])
+        through.append((await surge_turn(backend, index, question, stop_after_first_token=True))[0])
     stop.set()
     for holder in holders:
         holder.cancel()
@@ -344,19 +297,21 @@ async def hold_streams(
 
 
 async def bench_backend(kind: str, args: argparse.Namespace, worker_url: str) -> dict[str, Any]:
-    async with surge(kind, worker_url, users=args.users) as backend:
-        limits = httpx.Limits(max_connections=4000, max_keepalive_connections=4000)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30), limits=limits) as http:
-            print(f"[{kind}] added TTFT at light load ({args.pairs} turns each way)", file=sys.stderr)
-            light = await added_ttft(http, backend, worker_url, args.pairs)
-            print(f"[{kind}] CPU per 1,000 relayed tokens ({args.cpu_turns} turns)", file=sys.stderr)
-            cpu = await cpu_per_1000_tokens(http, backend, args.cpu_turns)
-            levels = []
-            for level in args.levels:
-                print(f"[{kind}] holding {level} open streams", file=sys.stderr)
-                levels.append(await hold_streams(http, backend, worker_url, level, args.probes))
-                if levels[-1]["added_p99_ms"] > TTFT_BUDGET_MS * 4:
-                    break  # far past the budget: higher levels only take longer to say the same
+    limits = httpx.Limits(max_connections=4000, max_keepalive_connections=4000)
+    async with (
+        httpx.AsyncClient(timeout=STREAM_TIMEOUT, limits=limits) as http,
+        surge(kind, worker_url, args.users, http) as backend,
+    ):
+        print(f"[{kind}] added TTFT at light load ({args.pairs} turns each way)", file=sys.stderr)
+        light = await added_ttft(http, backend, worker_url, args.pairs)
+        print(f"[{kind}] CPU per 1,000 relayed tokens ({args.cpu_turns} turns)", file=sys.stderr)
+        cpu = await cpu_per_1000_tokens(backend, args.cpu_turns)
+        levels = []
+        for level in args.levels:
+            print(f"[{kind}] holding {level} open streams", file=sys.stderr)
+            levels.append(await hold_streams(http, backend, worker_url, level, args.probes))
+            if levels[-1]["added_p99_ms"] > TTFT_BUDGET_MS * 4:
+                break  # far past the budget: higher levels only take longer to say the same
     within = [entry["open_streams"] for entry in levels if entry["added_p99_ms"] < TTFT_BUDGET_MS]
     return {
         "backend": kind,

@@ -15,6 +15,13 @@ the fleet at x20), turns/s, fleet busy share, load imbalance (max/mean busy time
 are computed on the recorded trace of prompts: the *oracle* (one server holding the whole fleet's cache,
 LRU) and the *reuse bound* (unlimited cache: every prefix seen before is a hit).
 
+The users drive Surge through the SDK (``AsyncSurge``: sign-up, conversations, ``messages.send`` and the
+answer's ``messages.events``). The trace of prompts is the workers' own (``--sim-trace-file``): the token
+ids each was sent and produced, so the limits are computed on exactly what Surge sent, whatever its prompt
+rules are, without re-rendering prompts with a copy of them. The per-contender figures are read from
+Surge's database with SQL of this module's own (the server's times: accepted, on a worker, first token);
+Surge runs from its CLI on a database made with ``surge migrate``. Nothing of the backend is imported.
+
     uv run python -m loadtests.bench_routing [--turns 3000 --warmup 300] [--contenders ...]
 """
 
@@ -25,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import random
 import statistics
 import subprocess
@@ -35,24 +41,20 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from surge import APIStatusError, AsyncSurge, DoneEvent, ErrorEvent
 
-from backend.chat.prompt import render_prompt as render_surge_prompt
-from backend.chat.runner import CONTEXT_MARGIN_TOKENS
-from backend.db import models as m
-from backend.db.engine import create_engine, session_factory
-from backend.db.migrate import upgrade
-from backend.settings import load_settings
 from loadtests.benchenv import UNLIMITED_USER
+from loadtests.database import as_datetime, as_uuid, fetch, migrate
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
-from loadtests.sglang_sim.chat_template import get_chat_template, render_prompt
-from loadtests.sglang_sim.output_plan import plan_output
 from loadtests.sglang_sim.radix_cache import RadixCache
 from loadtests.sglang_sim.textgen import ANSWER_MEDIAN, ANSWER_SIGMA, REASONING_MEDIAN, REASONING_SIGMA
+from loadtests.sglang_sim.trace import read_trace
+from loadtests.surge_server import serve
 from loadtests.workload import SessionPlan, Workload, WorkloadConfig, system_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +63,7 @@ TEMPLATE = "deepseek-v3.1"
 CONTENDERS = ["round_robin", "least_load", "cache_aware", "sglang-router", "ttft"]
 CONTEXT_TOKENS = 131_072
 MAX_OUTPUT_TOKENS = 32_768
-DROP_BLOCK_TURNS = 4
+TIMEOUT = httpx.Timeout(900, connect=30)  # long reasoning at x20 still takes minutes in a deep queue
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class FleetSpec:
     emit_interval_ms: float = 100.0
     seed: int = 0
 
-    def sim_config(self, port: int) -> SimConfig:
+    def sim_config(self, port: int, trace_file: Path | None = None) -> SimConfig:
         return SimConfig(
             port=port,
             served_model_name=MODEL,
@@ -94,6 +96,7 @@ class FleetSpec:
             sim_speedup=self.speedup,
             sim_emit_interval_ms=self.emit_interval_ms,
             sim_seed=self.seed,
+            sim_trace_file=str(trace_file) if trace_file else None,
         )
 
 
@@ -115,12 +118,14 @@ def session_rate(fleet: FleetSpec, config: WorkloadConfig, busy: float) -> float
 
 # --- processes ---
 @contextlib.contextmanager
-def simulated_fleet(fleet: FleetSpec) -> Iterator[list[str]]:
+def simulated_fleet(fleet: FleetSpec, traces: Path) -> Iterator[list[str]]:
+    """The fleet's workers, each tracing the requests it finished into ``traces/trace-<port>.jsonl``."""
     started: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
         for _ in range(fleet.workers):
-            process, url = start_subprocess(fleet.sim_config(free_port()))
+            port = free_port()
+            process, url = start_subprocess(fleet.sim_config(port, traces / f"trace-{port}.jsonl"))
             started.append(process)
             urls.append(url)
         yield urls
@@ -168,20 +173,11 @@ async def surge(
     policy: str, upstreams: list[str], directory: Path, fleet: FleetSpec
 ) -> AsyncIterator[tuple[str, str]]:
     database = f"sqlite+aiosqlite:///{directory / 'surge.sqlite3'}"
-    await asyncio.to_thread(upgrade, database)
-    port = free_port()
+    await migrate(database)
     env = {
-        **os.environ,
         "SURGE_DATABASE_URL": database,
         "SURGE_DATA_DIR": str(directory),
-        "SURGE_PORT": str(port),
-        "SURGE_DATABASE_AUTO_MIGRATE": "false",
-        "SURGE_LOG_LEVEL": "WARNING",
-        "SURGE_AUTO_TITLES": "false",
-        "SURGE_SHUTDOWN_GRACE_S": "2",
         **UNLIMITED_USER,
-        "SURGE_ARGON2_TIME_COST": "1",
-        "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_SYSTEM_PROMPT": system_prompt(),
         "SURGE_ROUTING_POLICY": "round_robin" if policy == "sglang-router" else policy,
         # Surge measures in real seconds: at x20 a worker prefills 20x more tokens per real second.
@@ -203,26 +199,8 @@ async def surge(
             ]
         ),
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "backend.cli", "serve", cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(f"{url}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-        yield url, database
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    async with serve(env, stop_timeout_s=30) as process:
+        yield process.url, database
 
 
 # --- the load ---
@@ -233,26 +211,22 @@ class Driver:
     fleet: FleetSpec
     total_turns: int
     rng: random.Random
-    tokens: dict[int, str] = field(default_factory=dict)
+    clients: dict[int, AsyncSurge] = field(default_factory=dict)  # one signed-in SDK client per user
     conversations: dict[int, list[str]] = field(default_factory=dict)
     busy_conversations: set[str] = field(default_factory=set)
     accepted: int = 0
     failed: int = 0
 
-    def headers(self, user: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    async def sign_up(self, http: httpx.AsyncClient, user: int) -> None:
-        if user not in self.tokens:
-            response = await http.post(
-                f"{self.url}/v1/auth/signup",
-                json={"email": f"user{user}-{uuid.uuid4().hex[:6]}@bench.example", "password": "benchmark"},
-            )
-            response.raise_for_status()
-            self.tokens[user] = response.json()["access_token"]
+    async def sign_up(self, http: httpx.AsyncClient, user: int) -> AsyncSurge:
+        client = self.clients.get(user)
+        if client is None:
+            client = AsyncSurge(base_url=self.url, http_client=http, timeout=TIMEOUT)
+            await client.auth.sign_up(f"user{user}-{uuid.uuid4().hex[:6]}@bench.example", "benchmark")
+            self.clients[user] = client
+        return client
 
     async def session(self, http: httpx.AsyncClient, plan: SessionPlan) -> None:
-        await self.sign_up(http, plan.user)
+        client = await self.sign_up(http, plan.user)
         mine = self.conversations.setdefault(plan.user, [])
         conversation = None
         if (
@@ -262,10 +236,7 @@ class Driver:
         ):
             conversation = mine[plan.continues]
         if conversation is None:
-            response = await http.post(
-                f"{self.url}/v1/conversations", json={}, headers=self.headers(plan.user)
-            )
-            conversation = response.json()["id"]
+            conversation = (await client.conversations.create()).id
             mine.append(conversation)
         self.busy_conversations.add(conversation)
         try:
@@ -276,38 +247,30 @@ class Driver:
                 if self.accepted >= self.total_turns:
                     return
                 self.accepted += 1
-                response = await http.post(
-                    f"{self.url}/v1/conversations/{conversation}/messages",
-                    json={"content": turn.text, "thinking": turn.thinking},
-                    headers=self.headers(plan.user),
-                )
-                if response.status_code != 202:
+                try:
+                    sent = await client.messages.send(conversation, turn.text, thinking=turn.thinking)
+                except APIStatusError:
                     self.failed += 1
                     return
-                answer = response.json()["assistant_message"]["id"]
-                if not await self.until_done(http, plan.user, answer):
+                if not await self.until_done(client, sent.assistant_message.id):
                     return
         finally:
             self.busy_conversations.discard(conversation)
 
-    async def until_done(self, http: httpx.AsyncClient, user: int, answer: str) -> bool:
-        event = ""
-        async with http.stream(
-            "GET", f"{self.url}/v1/messages/{answer}/events", headers=self.headers(user)
-        ) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("event:"):
-                    event = line[6:].strip()
-                    if event == "error":
-                        self.failed += 1
-                        return False
-                    if event == "done":
-                        return True
+    async def until_done(self, client: AsyncSurge, answer: str) -> bool:
+        """Follow the answer's events (the SDK resumes a dropped stream) until it ends."""
+        async with client.messages.events(answer) as stream:
+            async for event in stream:
+                if isinstance(event, ErrorEvent):
+                    self.failed += 1
+                    return False
+                if isinstance(event, DoneEvent):
+                    return True
         return False
 
     async def run(self, rate_per_s: float) -> None:
         limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(900, connect=30), limits=limits) as http:
+        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
             sessions: set[asyncio.Task[None]] = set()
             plans = self.workload.sessions()
             while self.accepted < self.total_turns:
@@ -355,19 +318,58 @@ async def sample_busy(
 
 
 # --- what happened, from Surge's database ---
+@dataclass(frozen=True)
+class StoredMessage:
+    """The columns of a ``message`` row that this benchmark reads."""
+
+    id: uuid.UUID
+    parent_id: uuid.UUID | None
+    role: str
+    status: str
+    worker: str | None
+    prompt_tokens: int | None
+    cached_tokens: int | None
+    created_at: datetime
+    started_at: datetime | None
+    first_token_at: datetime | None
+    completed_at: datetime | None
+
+
+MESSAGES = """
+    SELECT id, parent_id, role, status, worker, prompt_tokens, cached_tokens,
+           created_at, started_at, first_token_at, completed_at
+    FROM message
+"""
+
+
 @dataclass
 class Record:
-    answer: m.Message
-    branch: list[m.Message]
+    answer: StoredMessage
+    branch: list[StoredMessage]
 
 
 async def records(database: str) -> list[Record]:
-    engine = create_engine(load_settings({}), url=database)
-    try:
-        async with session_factory(engine)() as session:
-            messages = {message.id: message for message in await session.scalars(select(m.Message))}
-    finally:
-        await engine.dispose()
+    """Every answer that reached a worker, with the branch it answered (root first), oldest first."""
+    messages = {}
+    for row in await fetch(database, MESSAGES):
+        id_, parent, role, status, worker, prompt, cached, created, started, first, completed = row
+        message_id, created_at = as_uuid(id_), as_datetime(created)
+        if message_id is None or created_at is None:
+            raise ValueError(f"a message row without its id or created_at: {row!r}")
+        message = StoredMessage(
+            id=message_id,
+            parent_id=as_uuid(parent),
+            role=role,
+            status=status,
+            worker=worker,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            created_at=created_at,
+            started_at=as_datetime(started),
+            first_token_at=as_datetime(first),
+            completed_at=as_datetime(completed),
+        )
+        messages[message.id] = message
     found = []
     for message in messages.values():
         if message.role != "assistant" or message.started_at is None:
@@ -442,27 +444,15 @@ def summarise(
 
 
 # --- the limits, on the recorded trace ---
-def trace_sequences(trace: list[Record], system: str) -> list[tuple[float, float, list[int], list[int]]]:
-    """(start, finish, prompt ids, prompt+output ids) of each turn, rebuilt exactly as Surge and the
-    simulator built them."""
-    template = get_chat_template(TEMPLATE)
+def trace_sequences(traces: Path) -> list[tuple[float, float, list[int], list[int]]]:
+    """(start, finish, prompt ids, prompt+output ids) of each request the fleet finished (aborted ones
+    left out), from the workers' own traces: exactly what Surge sent them and what they produced."""
     rows = []
-    for record in trace:
-        answer = record.answer
-        if answer.started_at is None or answer.completed_at is None or answer.status != "complete":
-            continue
-        prompt = render_surge_prompt(
-            system,
-            record.branch,
-            budget_tokens=CONTEXT_TOKENS - (answer.max_tokens or MAX_OUTPUT_TOKENS) - CONTEXT_MARGIN_TOKENS,
-            drop_block_turns=DROP_BLOCK_TURNS,
-        )
-        thinking = bool(answer.thinking)
-        ids = render_prompt(prompt.messages, TEMPLATE, {"thinking": thinking})
-        plan = plan_output(
-            template=template, seed=0, prompt_ids=ids, thinking=thinking, max_new_tokens=answer.max_tokens
-        )
-        rows.append((answer.started_at.timestamp(), answer.completed_at.timestamp(), ids, ids + plan.tokens))
+    for path in sorted(traces.glob("trace-*.jsonl")):
+        for request in read_trace(path):
+            if request.finish != "abort":
+                sequence = request.prompt_ids + request.output_ids
+                rows.append((request.arrival, request.finished, request.prompt_ids, sequence))
     return rows
 
 
@@ -517,39 +507,43 @@ def _distinct_tokens(rows: list[tuple[float, float, list[int], list[int]]]) -> i
 
 # --- one contender ---
 async def run_contender(
-    name: str, args: argparse.Namespace, fleet: FleetSpec, config: WorkloadConfig
+    name: str, args: argparse.Namespace, fleet: FleetSpec, config: WorkloadConfig, *, reference: bool
 ) -> dict[str, Any]:
+    """One contender on a fresh fleet and database; the reference keeps its fleet's trace of prompts."""
     rate = args.session_rate or session_rate(fleet, config, args.busy)
     setup_started = time.monotonic()
-    with tempfile.TemporaryDirectory() as directory, simulated_fleet(fleet) as workers:
-        router = sglang_router(workers) if name == "sglang-router" else contextlib.nullcontext(None)
-        with router as router_url:
-            upstreams = [router_url] if router_url else workers
-            async with surge(name, upstreams, Path(directory), fleet) as (url, database):
-                print(
-                    f"[{name}] fleet and Surge up in {time.monotonic() - setup_started:.1f} s",
-                    file=sys.stderr,
-                )
-                driver = Driver(
-                    url=url,
-                    workload=Workload(config, users=args.users),
-                    fleet=fleet,
-                    total_turns=args.warmup + args.turns,
-                    rng=random.Random(config.seed),
-                )
-                busy: list[float] = []
-                stop = asyncio.Event()
-                sampler = asyncio.create_task(
-                    sample_busy(workers, fleet.max_running, fleet.kv_tokens, stop, busy)
-                )
-                started = time.monotonic()
-                await driver.run(rate)
-                stop.set()
-                await sampler
-                elapsed = time.monotonic() - started
-                per_worker = await worker_busy_seconds(workers)
-            trace = await records(database)
-    measured = trace[args.warmup :]
+    with tempfile.TemporaryDirectory() as directory:
+        with simulated_fleet(fleet, Path(directory)) as workers:
+            router = sglang_router(workers) if name == "sglang-router" else contextlib.nullcontext(None)
+            with router as router_url:
+                upstreams = [router_url] if router_url else workers
+                async with surge(name, upstreams, Path(directory), fleet) as (url, database):
+                    print(
+                        f"[{name}] fleet and Surge up in {time.monotonic() - setup_started:.1f} s",
+                        file=sys.stderr,
+                    )
+                    driver = Driver(
+                        url=url,
+                        workload=Workload(config, users=args.users),
+                        fleet=fleet,
+                        total_turns=args.warmup + args.turns,
+                        rng=random.Random(config.seed),
+                    )
+                    busy: list[float] = []
+                    stop = asyncio.Event()
+                    sampler = asyncio.create_task(
+                        sample_busy(workers, fleet.max_running, fleet.kv_tokens, stop, busy)
+                    )
+                    started = time.monotonic()
+                    await driver.run(rate)
+                    stop.set()
+                    await sampler
+                    elapsed = time.monotonic() - started
+                    per_worker = await worker_busy_seconds(workers)
+                answers = await records(database)
+        # The workers have stopped: their traces are complete.
+        trace = trace_sequences(Path(directory)) if reference else None
+    measured = answers[args.warmup :]
     result = summarise(name, measured, busy[len(busy) // 10 :], per_worker)
     result.update(session_rate=rate, wall_s=round(elapsed, 1), refused=driver.failed)
     result["trace"] = trace
@@ -592,9 +586,11 @@ async def main_async(args: argparse.Namespace) -> int:
     fleet = FleetSpec(workers=args.workers, speedup=args.speedup)
     config = WorkloadConfig(seed=args.seed)
     results = []
+    # The limits are computed on one contender's trace: Surge's default's, else the first one's.
+    reference = "ttft" if "ttft" in args.contenders else args.contenders[0]
     for name in args.contenders:
         print(f"[{name}] running {args.warmup}+{args.turns} turns", file=sys.stderr, flush=True)
-        results.append(await run_contender(name, args, fleet, config))
+        results.append(await run_contender(name, args, fleet, config, reference=name == reference))
         r = results[-1]
         print(
             f"[{name}] hit {r['hit_rate']:.3f} ttft p50 {r['ttft_p50_ms']:.0f} ms"
@@ -602,9 +598,8 @@ async def main_async(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    reference = next((r for r in results if r["contender"] == "ttft"), results[0])
     # The whole trace, warm-up included, so that the limits start from the same cold cache as the fleet.
-    rows = trace_sequences(reference["trace"], system_prompt(config))
+    rows = next(r["trace"] for r in results if r["contender"] == reference)
     oracle, working_set = replay_hit_rate(rows, fleet.workers * fleet.kv_tokens)
     reuse, _ = replay_hit_rate(rows, None)
     limits = {

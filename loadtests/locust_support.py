@@ -1,4 +1,5 @@
-"""What the Locust users need that is not Locust: SSE parsing, turn outcomes, shape schedules, records.
+"""What the Locust users need that is not Locust: turn outcomes, the SDK client's traffic as Locust
+statistics and records, shape schedules, records.
 
 Kept free of ``import locust`` (which monkey-patches the standard library with gevent) so that the
 spike orchestrator, its report and the tests can import it in an ordinary process.
@@ -6,14 +7,30 @@ spike orchestrator, its report and the tests can import it in an ordinary proces
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
+import re
+import ssl
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+import httpx
+from surge import (
+    ContentEvent,
+    DegradedEvent,
+    DoneEvent,
+    ErrorEvent,
+    QueuedEvent,
+    ReasoningEvent,
+    StreamEvent,
+    TurnEvent,
+)
 
 from loadtests.shapes import SHAPES, app_store_spike, push_storm
 
@@ -33,57 +50,10 @@ ABANDONED = "abandoned"
 SHED_CODES = {"overloaded", "rate_limited", "quota_exceeded", "upstream_unavailable"}
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    event: str
-    data: dict[str, Any]
-    seq: int | None = None
-
-
-@dataclass
-class SseParser:
-    """Server-Sent Events, one line at a time (without its newline); comments (``: ping``) are skipped."""
-
-    _event: str = ""
-    _data: list[str] = field(default_factory=list)
-    _id: int | None = None
-
-    def feed(self, line: str | bytes) -> SseEvent | None:
-        if isinstance(line, bytes):
-            line = line.decode("utf-8")
-        line = line.rstrip("\r")
-        if not line:
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        elif name == "id" and value.strip().isdigit():
-            self._id = int(value)
-        return None
-
-    def _dispatch(self) -> SseEvent | None:
-        if not self._data and not self._event:
-            return None
-        raw = "\n".join(self._data)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {"_raw": raw}
-        event = SseEvent(
-            self._event or "message", data if isinstance(data, dict) else {"_raw": data}, self._id
-        )
-        self._event, self._data, self._id = "", [], None
-        return event
-
-
 @dataclass
 class TurnObservation:
-    """Everything one client saw of one turn: the send's HTTP answer, then the events of its stream."""
+    """Everything one client saw of one attempt at a turn: the send's HTTP answer, then the events of
+    its stream (typed, from the SDK)."""
 
     status: int | None = None  # HTTP status of the send
     retry_after: float | None = None  # its Retry-After header
@@ -100,29 +70,33 @@ class TurnObservation:
     last_token_s: float | None = None  # from sending to the terminal event
     user_message_id: str | None = None
     assistant_message_id: str | None = None
+    attempt: int = 1  # of the message: sends and regenerations, the SDK's own retries included
+    sent: float = 0.0  # time.monotonic() when this attempt's request went out
+    sent_wall: float = 0.0  # the same, wall clock (what the records say)
+    settled: bool = False  # classified and reported
 
-    def on_event(self, event: SseEvent, elapsed_s: float) -> None:
+    def on_event(self, event: StreamEvent, elapsed_s: float) -> None:
         if event.seq is not None:
             self.last_seq = max(self.last_seq, event.seq)
-        if event.event == "turn":
+        if isinstance(event, TurnEvent):
             self.turn_seen = True
-            self.user_message_id = (event.data.get("user_message") or {}).get("id")
-            self.assistant_message_id = (event.data.get("assistant_message") or {}).get("id")
-        elif event.event == "queued":
+            self.user_message_id = event.user_message.id
+            self.assistant_message_id = event.assistant_message.id
+        elif isinstance(event, QueuedEvent):
             self.queued = True
-        elif event.event == "degraded":
+        elif isinstance(event, DegradedEvent):
             self.degraded = True
-        elif event.event in ("reasoning", "content"):
+        elif isinstance(event, ReasoningEvent | ContentEvent):
             if self.first_token_s is None:
                 self.first_token_s = elapsed_s
-        elif event.event == "done":
+        elif isinstance(event, DoneEvent):
             self.terminal = "done"
-            self.done_status = (event.data.get("message") or {}).get("status")
+            self.done_status = event.message.status
             self.last_token_s = elapsed_s
-        elif event.event == "error":
+        elif isinstance(event, ErrorEvent):
             self.terminal = "error"
-            self.code = event.data.get("code")
-            self.body_retry_after = _number(event.data.get("retry_after_s"))
+            self.code = event.code
+            self.body_retry_after = _number(event.retry_after_s)
             self.last_token_s = elapsed_s
 
     @property
@@ -176,6 +150,192 @@ def classify(obs: TurnObservation) -> tuple[str, str]:
     if obs.queued:
         return QUEUED, "queued event"
     return SERVED, "served"
+
+
+# --- the SDK client's traffic, as Locust statistics and records ---
+_IDS = re.compile(r"(/v1/(?:conversations|messages|shares|devices)/)[^/]+")
+_SENDS = re.compile(r"^/v1/(?:conversations/[^/]+/messages|messages/[^/]+/regenerate)$")
+
+
+def route_name(path: str) -> str:
+    """Locust's name for a request: its path with the ids as ``[id]`` (``/v1/messages/[id]/events``)."""
+    return _IDS.sub(r"\1[id]", path)
+
+
+def is_send(request: httpx.Request) -> bool:
+    """A POST that sends a message or asks for another answer: one attempt at a turn."""
+    return request.method == "POST" and _SENDS.match(request.url.path) is not None
+
+
+def failure_of(
+    request: httpx.Request, status: int, retry_after: float | None, code: str | None
+) -> str | None:
+    """Why Locust should count an answer as failed, or None: 2xx and 3xx are fine, and so are the answers
+    Surge gives by design under load (429/503 with Retry-After) and a 401 to a request that carried a
+    token (the SDK refreshes it and sends again)."""
+    if status < 400 or (status in (429, 503) and retry_after is not None):
+        return None
+    if status == 401 and "authorization" in request.headers:
+        return None
+    return f"{status} {code or '?'}"
+
+
+def error_fields(response: httpx.Response) -> tuple[str | None, float | None]:
+    """The ``code`` and ``retry_after_s`` of an error answer's body (``{"error": {...}}``), if any."""
+    try:
+        body = json.loads(response.content or b"{}")
+    except ValueError:
+        return None, None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    code = error.get("code")
+    return (str(code) if code is not None else None), _number(error.get("retry_after_s"))
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+class ExchangeListener(Protocol):
+    def sending(self, request: httpx.Request) -> None: ...
+
+    def answered(self, request: httpx.Request, response: httpx.Response, elapsed_s: float) -> None: ...
+
+    def failed(self, request: httpx.Request, error: Exception, elapsed_s: float) -> None: ...
+
+
+class ReportingTransport(httpx.BaseTransport):
+    """The transport under a Locust user's ``Surge`` client: it tells a listener about every exchange the
+    SDK makes (each retry, each reconnection of a stream), timed to the response's headers as Locust
+    times its own streamed requests. An error answer's small body is read here, for its ``code``."""
+
+    def __init__(self, listener: ExchangeListener, inner: httpx.BaseTransport | None = None) -> None:
+        self.listener = listener
+        # One TLS context for every user: building one loads the CA bundle (~40 ms of CPU), which
+        # hundreds of users spawning in a ramp would take from the load generator.
+        self.inner = inner or httpx.HTTPTransport(verify=_tls_context())
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.listener.sending(request)
+        started = time.perf_counter()
+        try:
+            response = self.inner.handle_request(request)
+            if response.status_code >= 400:
+                response.read()
+        except Exception as exc:
+            self.listener.failed(request, exc, time.perf_counter() - started)
+            raise
+        self.listener.answered(request, response, time.perf_counter() - started)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SendAttempts:
+    """The sends of one message as the SDK makes them, its own retries included: each is an attempt with
+    its own observation and clock (the report counts attempts: a message shed twice and then served is
+    two shed and one served). An attempt that was refused, or whose connection broke before its ``turn``
+    event, is settled (classified and reported) as soon as it is over; the accepted one is settled by the
+    caller once its answer ends. A 401 is not an attempt: the SDK refreshes its token and sends again."""
+
+    def __init__(self, report: Callable[[TurnObservation], None]) -> None:
+        self._report = report
+        self.count = 0  # attempts of this message so far (across its sends and regenerations)
+        self.current: TurnObservation | None = None
+
+    def start(self) -> None:
+        previous = self.current
+        if previous is not None and not previous.settled and not previous.turn_seen:
+            # Sent again with the same key: the connection of the last attempt broke before its turn.
+            previous.transport_error = previous.transport_error or "broken before the turn event"
+        self.settle()
+        self.count += 1
+        self.current = TurnObservation(attempt=self.count, sent=time.monotonic(), sent_wall=time.time())
+
+    def answered(self, response: httpx.Response) -> None:
+        obs = self.current
+        if obs is None:
+            return
+        if response.status_code == 401:
+            self.current, self.count = None, self.count - 1
+            return
+        obs.status = response.status_code
+        if response.is_error:
+            obs.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            obs.code, obs.body_retry_after = error_fields(response)
+            self.settle()
+
+    def failed(self, error: Exception) -> None:
+        if self.current is not None:
+            self.current.transport_error = type(error).__name__
+            self.settle()
+
+    def settle(self) -> None:
+        obs = self.current
+        if obs is not None and not obs.settled:
+            obs.settled = True
+            self._report(obs)
+
+
+# fire(request type, name, milliseconds, failure message or None): one Locust request event.
+Fire = Callable[[str, str, float, str | None], None]
+
+
+class TrafficLog:
+    """A Locust user's ``ExchangeListener``: every exchange becomes a Locust request (named by route),
+    every failed 5xx an ``http_error`` record, every sign-up attempt a ``signup`` record and ``SIGNUP``
+    metric, and every send of the message in ``attempts`` an attempt of it."""
+
+    def __init__(self, recorder: Recorder, fire: Fire) -> None:
+        self.recorder = recorder
+        self.fire = fire
+        self.name: str | None = (
+            None  # the name of the requests of the next calls (a replay), if not the route
+        )
+        self.attempts: SendAttempts | None = None  # the message being sent, while it is
+
+    def sending(self, request: httpx.Request) -> None:
+        if self.attempts is not None and is_send(request):
+            self.attempts.start()
+
+    def answered(self, request: httpx.Request, response: httpx.Response, elapsed_s: float) -> None:
+        status, name = response.status_code, self.name or route_name(request.url.path)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        code = error_fields(response)[0] if response.is_error else None
+        failure = failure_of(request, status, retry_after, code)
+        self.fire(request.method, name, elapsed_s * 1000, failure)
+        if failure is not None and status >= 500:
+            self.recorder.write(
+                "http_error", t=time.time(), route=f"{request.method} {name}", status=status,
+                retry_after=retry_after, code=code,
+            )  # fmt: skip
+        if request.method == "POST" and request.url.path == "/v1/auth/signup":
+            self._signup(status, retry_after, code, failure, elapsed_s)
+        if self.attempts is not None and is_send(request):
+            self.attempts.answered(response)
+
+    def failed(self, request: httpx.Request, error: Exception, elapsed_s: float) -> None:
+        name = self.name or route_name(request.url.path)
+        self.fire(request.method, name, elapsed_s * 1000, type(error).__name__)
+        if self.attempts is not None and is_send(request):
+            self.attempts.failed(error)
+
+    def _signup(
+        self, status: int, retry_after: float | None, code: str | None, failure: str | None, elapsed_s: float
+    ) -> None:
+        now = time.time()
+        if status == 201:
+            self.recorder.write("signup", t=now, outcome="ok")
+            self.fire("SIGNUP", "ok", elapsed_s * 1000, None)
+        elif failure is None:  # refused with Retry-After: expected under overload, and retried
+            outcome = code or str(status)
+            self.recorder.write("signup", t=now, outcome=outcome, retry_after=retry_after)
+            self.fire("SIGNUP", outcome, elapsed_s * 1000, None)
+        else:
+            self.recorder.write("signup", t=now, outcome="error", status=status)
 
 
 # --- load shapes over time ---

@@ -10,13 +10,27 @@ with ``GET /v1/messages/{id}/events?after=<seq>``, half never do), sometimes rat
 away for a while. All waits are divided by ``--time-compression`` so that a run fits in minutes (use the
 simulator's speed-up, so that answers shrink by the same factor).
 
-Every turn streams (``stream: true``) with an Idempotency-Key. Its outcome is one of served,
+Every turn streams (``stream: true``) with an Idempotency-Key. Each attempt at it has an outcome: served,
 queued_then_served, degraded, shed (429/503 with Retry-After, or an ``error`` event ``overloaded``)
-and error; Retry-After is honoured before the same message is sent again (same key) or, after a
+or error; Retry-After is honoured before the same message is sent again (same key) or, after a
 failure in the queue, regenerated. Custom Locust metrics: ``TTFT`` and ``TTLT`` (send to the first
 reasoning/content event, and to the terminal event) named by tier, and ``TURN`` named
 "<tier> <outcome>". With ``--record-dir`` each process also writes JSON lines (acknowledged turns with
 their ids and keys, outcomes, sign-ups, user counts) for ``loadtests/spike.py``'s report and audit.
+
+**The phones run the SDK.** Each user drives Surge with its own sync ``surge.Surge`` client (gevent
+makes its blocking sockets cooperative), as an app built on the SDK would: the SDK refreshes the token,
+retries what is safe to retry (a refused send is sent again after its Retry-After, with the same
+Idempotency-Key: at most ``--max-send-attempts`` sends per message), and a stream whose connection
+drops resumes from its last ``seq`` by itself. Locust's own ``HttpUser`` client is not used, because
+then the SDK would be reduced to its SSE parser and its retry and resume logic would never see load.
+Locust's statistics stay per request all the same: the client's httpx transport
+(``ReportingTransport``) reports every exchange the SDK makes (each retry and each reconnection of a
+stream, which is what the server saw), timed to the response's headers as Locust times a streamed
+request of its own, named by route, and failed unless it is an answer Surge gives by design (2xx, 429
+or 503 with Retry-After, a 401 the SDK answers by refreshing). Every send the SDK makes for a message
+is an attempt of that message (``SendAttempts``), so a send refused twice and accepted the third time
+is still two shed turns and one served, as the report counts them.
 
 The load shape is ``SurgeShape``: ``--shape`` (steady, app_store_spike, diurnal, push_storm) over
 ``--shape-duration`` seconds from ``--base-users``, after ``--warmup`` and before ``--cooldown`` seconds
@@ -45,18 +59,27 @@ writes its own records file into ``--record-dir`` (collect them into one directo
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import random
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import gevent
-from locust import HttpUser, constant, events, task
+import httpx
+from locust import User, constant, events, task
 from locust.runners import WorkerRunner
-from requests import RequestException
+from surge import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    MessageStream,
+    Surge,
+    SurgeError,
+    Turn,
+)
 
 from loadtests.locust_shapes import SurgeShape
 from loadtests.locust_support import (
@@ -66,18 +89,20 @@ from loadtests.locust_support import (
     SHED,
     UNATTENDED,
     Recorder,
-    SseEvent,
-    SseParser,
+    ReportingTransport,
+    SendAttempts,
+    TrafficLog,
     TurnObservation,
     classify,
     load_accounts,
-    parse_retry_after,
 )
 from loadtests.shapes import SHAPES
 from loadtests.workload import SessionPlan, TurnPlan, Workload, WorkloadConfig, lognormal
 
 STREAM_TIMEOUT_S = 900.0  # a turn's stream that has not ended after this long is broken
 PASSWORD = "spike-password"  # noqa: S105 (throwaway accounts of a load test)
+T = TypeVar("T")
+Rating = Literal["up", "down"]
 
 
 @events.init_command_line_parser.add_listener
@@ -151,23 +176,53 @@ def _quitting(**_: Any) -> None:
     _State.recorder.close()
 
 
-def fire(request_type: str, name: str, milliseconds: float, exception: Exception | None = None) -> None:
+def fire(request_type: str, name: str, milliseconds: float, failure: str | None = None) -> None:
     events.request.fire(
         request_type=request_type,
         name=name,
         response_time=milliseconds,
         response_length=0,
-        exception=exception,
+        exception=RequestFailed(failure) if failure is not None else None,
         context={},
     )
 
 
-class ShedError(Exception):
-    """Locust's failure message for a turn that errored (shed turns are expected and not failures)."""
+class RequestFailed(Exception):
+    """Locust's failure message for a request or a turn that failed (shed ones are expected, not failures)."""
+
+
+@dataclass(frozen=True)
+class Send:
+    """One message to send: a new user message, or another answer to it after a failure in the queue."""
+
+    regenerate: bool
+    target: str  # the conversation, or the assistant message to answer again
+    text: str
+    thinking: bool
+    key: str  # the Idempotency-Key of this send and of every retry of it
+
+    @property
+    def name(self) -> str:
+        return "/v1/messages/[id]/regenerate" if self.regenerate else "/v1/conversations/[id]/messages"
+
+    def stream(self, client: Surge) -> MessageStream:
+        if self.regenerate:
+            return client.messages.stream_regenerate(
+                self.target, thinking=self.thinking, idempotency_key=self.key
+            )
+        return client.messages.stream(
+            self.target, self.text, thinking=self.thinking, idempotency_key=self.key
+        )
+
+    def replay(self, client: Surge) -> Turn:
+        """The same send again, not streamed (a flaky network): it must return the same turn."""
+        if self.regenerate:
+            return client.messages.regenerate(self.target, thinking=self.thinking, idempotency_key=self.key)
+        return client.messages.send(self.target, self.text, thinking=self.thinking, idempotency_key=self.key)
 
 
 # --- the users ---
-class ChatUser(HttpUser):
+class ChatUser(User):
     abstract = True
     wait_time = constant(0)  # pacing lives in the session: think times, then time away
     paid = False
@@ -184,10 +239,18 @@ class ChatUser(HttpUser):
         self.workload = Workload(WorkloadConfig(seed=seed), users=1)
         self.conversations: list[str] = []
         self.tier = "paid" if self.paid else "free"
-        self.access = ""
-        self.refresh = ""
         self.credentials: dict[str, str] = {}
+        self.traffic = TrafficLog(_State.recorder, fire)
+        timeout = httpx.Timeout(STREAM_TIMEOUT_S, connect=30)
+        self.surge = Surge(
+            base_url=self.host,
+            timeout=timeout,
+            http_client=httpx.Client(transport=ReportingTransport(self.traffic), timeout=timeout),
+        )
         self.sign_in()
+
+    def on_stop(self) -> None:
+        self.surge.close()
 
     # --- accounts ---
     def sign_in(self) -> None:
@@ -198,115 +261,46 @@ class ChatUser(HttpUser):
             self.login()
         else:
             self.sign_up()
-        me = self.api("GET", "/v1/me", name="/v1/me")
+        me = self.call(self.surge.me.get)
         if me is not None:
             # Label by the tier the server says (a paid user without an accounts file is free).
-            self.tier = me.get("tier", self.tier)
+            self.tier = me.tier
 
     def sign_up(self) -> None:
+        """A fresh account; every refused attempt (the SDK's retries included) is a ``signup`` record,
+        written by the traffic log."""
         email = f"free-{uuid.uuid4().hex[:12]}@spike.example"
         self.credentials = {"email": email, "password": PASSWORD}
-        while True:
-            started = time.monotonic()
-            with self.client.post(
-                "/v1/auth/signup", json=self.credentials, catch_response=True, name="/v1/auth/signup"
-            ) as response:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                code = _error_code(response)
-                elapsed = (time.monotonic() - started) * 1000
-                if response.status_code == 201:
-                    response.success()
-                    self.take_session(response.json())
-                    _State.recorder.write("signup", t=time.time(), outcome="ok")
-                    fire("SIGNUP", "ok", elapsed)
-                    return
-                if response.status_code in (429, 503) and retry_after is not None:
-                    response.success()  # expected under overload: counted below, retried later
-                    outcome = code or str(response.status_code)
-                    _State.recorder.write("signup", t=time.time(), outcome=outcome, retry_after=retry_after)
-                    fire("SIGNUP", outcome, elapsed)
-                    gevent.sleep(retry_after)
-                    continue
-                response.failure(f"signup {response.status_code} {code}")
-                self.note_http_error("POST /v1/auth/signup", response.status_code, retry_after, code)
-                _State.recorder.write("signup", t=time.time(), outcome="error", status=response.status_code)
-                gevent.sleep(5.0)
+        self.until_signed_in(lambda: self.surge.auth.sign_up(email, PASSWORD))
 
     def login(self) -> None:
+        email, password = self.credentials["email"], self.credentials["password"]
+        self.until_signed_in(lambda: self.surge.auth.log_in(email, password))
+
+    def until_signed_in(self, sign_in: Callable[[], object]) -> None:
+        """Repeat ``sign_in`` until it works, waiting (once the SDK's own retries are spent) a refusal's
+        Retry-After, else 5 s."""
         while True:
-            with self.client.post(
-                "/v1/auth/login", json=self.credentials, catch_response=True, name="/v1/auth/login"
-            ) as response:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if response.status_code == 200:
-                    response.success()
-                    self.take_session(response.json())
-                    return
-                code = _error_code(response)
-                if response.status_code in (429, 503) and retry_after is not None:
-                    response.success()
-                    gevent.sleep(retry_after)
-                    continue
-                response.failure(f"login {response.status_code} {code}")
-                self.note_http_error("POST /v1/auth/login", response.status_code, retry_after, code)
+            try:
+                sign_in()
+                return
+            except APIStatusError as exc:
+                refused = exc.status_code in (429, 503) and exc.retry_after is not None
+                gevent.sleep(exc.retry_after if refused and exc.retry_after is not None else 5.0)
+            except APIConnectionError:
                 gevent.sleep(5.0)
 
-    def take_session(self, session: dict[str, Any]) -> None:
-        self.access = session["access_token"]
-        self.refresh = session["refresh_token"]
-
-    def reauthenticate(self) -> None:
-        with self.client.post(
-            "/v1/auth/refresh",
-            json={"refresh_token": self.refresh},
-            catch_response=True,
-            name="/v1/auth/refresh",
-        ) as response:
-            if response.status_code == 200:
-                response.success()
-                self.take_session(response.json())
-                return
-            response.success()  # an expired login: sign in again below
-        self.login()
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access}"}
-
-    def note_http_error(self, route: str, status: int, retry_after: float | None, code: str | None) -> None:
-        """Every 5xx is written down: the spike checks that only 503 with Retry-After occurred."""
-        if status >= 500:
-            _State.recorder.write(
-                "http_error", t=time.time(), route=route, status=status, retry_after=retry_after, code=code
-            )
-
-    def api(
-        self, method: str, path: str, *, name: str, json_body: Any = None, expect: tuple[int, ...] = (200,)
-    ) -> dict[str, Any] | None:
-        """One JSON call; a 401 signs in again once; 429/503 with Retry-After are waited out once."""
+    def call(self, action: Callable[[], T]) -> T | None:
+        """One SDK call (the SDK waits out a 429/503 and retries); None when it failed, which the traffic log
+        has reported. A session the server no longer accepts signs in again, once."""
         for attempt in range(2):
-            with self.client.request(
-                method, path, json=json_body, headers=self.auth, catch_response=True, name=name
-            ) as response:
-                if response.status_code in expect:
-                    response.success()
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        return {}
-                    return body if isinstance(body, dict) else {"data": body}
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                code = _error_code(response)
-                if response.status_code == 401 and attempt == 0:
-                    response.success()
-                    self.reauthenticate()
-                    continue
-                if response.status_code in (429, 503) and retry_after is not None:
-                    response.success()
-                    gevent.sleep(retry_after)
-                    continue
-                response.failure(f"{response.status_code} {code}")
-                self.note_http_error(f"{method} {name}", response.status_code, retry_after, code)
+            try:
+                return action()
+            except AuthenticationError:
+                if attempt:
+                    return None
+                self.login()
+            except SurgeError:
                 return None
         return None
 
@@ -320,20 +314,21 @@ class ChatUser(HttpUser):
         gevent.sleep(self.rng.expovariate(self.compression / max(1e-6, self.options.away_mean_s)))
 
     def open_app(self, plan: SessionPlan) -> str | None:
-        self.api("GET", "/v1/me", name="/v1/me")
-        self.api("GET", "/v1/conversations?limit=20", name="/v1/conversations")
+        self.call(self.surge.me.get)
+        self.call(lambda: self.surge.conversations.list(limit=20))
         if plan.continues is not None and plan.continues < len(self.conversations):
             conversation = self.conversations[plan.continues]
-            branch = self.api("GET", f"/v1/conversations/{conversation}", name="/v1/conversations/[id]")
-            messages = (branch or {}).get("messages") or [{}]
+            detail = self.call(lambda: self.surge.conversations.get(conversation))
             # An answer still generating there (its phone walked away): the app starts a new chat.
-            if branch is not None and messages[-1].get("status") not in ("queued", "streaming"):
+            if detail is not None and (
+                not detail.messages or detail.messages[-1].status not in ("queued", "streaming")
+            ):
                 return conversation
-        created = self.api("POST", "/v1/conversations", name="/v1/conversations", json_body={}, expect=(201,))
-        if created is None or "id" not in created:
+        created = self.call(self.surge.conversations.create)
+        if created is None:
             return None
-        self.conversations.append(created["id"])
-        return str(created["id"])
+        self.conversations.append(created.id)
+        return created.id
 
     def chat(self, plan: SessionPlan, conversation: str) -> None:
         for turn in plan.turns:
@@ -343,11 +338,11 @@ class ChatUser(HttpUser):
 
     def turn(self, conversation: str, plan: TurnPlan) -> bool:
         """One message until it is answered, shed for good or abandoned; False ends the session."""
-        body = {"content": plan.text, "thinking": plan.thinking, "stream": True}
-        key = str(uuid.uuid4())
-        path, name = f"/v1/conversations/{conversation}/messages", "/v1/conversations/[id]/messages"
-        for attempt in range(1, max(1, self.options.max_send_attempts) + 1):
-            obs, outcome = self.one_turn(path, name, body, key, plan, attempt)
+        send = Send(False, conversation, plan.text, plan.thinking, str(uuid.uuid4()))
+        attempts = SendAttempts(lambda obs: self.report(obs, *classify(obs), plan, "none"))
+        limit = max(1, self.options.max_send_attempts)
+        while attempts.count < limit:
+            obs, outcome = self.one_turn(send, attempts, limit, plan)
             if outcome == UNATTENDED:
                 return False
             if outcome != SHED:
@@ -361,39 +356,50 @@ class ChatUser(HttpUser):
             gevent.sleep(obs.retry_after or obs.body_retry_after or 1.0)
             if obs.acknowledged and obs.assistant_message_id:
                 # The message is stored and its answer failed in the queue: ask for a new answer.
-                path = f"/v1/messages/{obs.assistant_message_id}/regenerate"
-                name = "/v1/messages/[id]/regenerate"
-                body = {"thinking": plan.thinking, "stream": True}
-                key = str(uuid.uuid4())
+                send = Send(True, obs.assistant_message_id, plan.text, plan.thinking, str(uuid.uuid4()))
         return False
 
     def one_turn(
-        self, path: str, name: str, body: dict[str, Any], key: str, plan: TurnPlan, attempt: int
+        self, send: Send, attempts: SendAttempts, limit: int, plan: TurnPlan, *, signed_in: bool = False
     ) -> tuple[TurnObservation, str]:
-        obs = TurnObservation()
-        sent_wall, sent = time.time(), time.monotonic()
+        """Send (the SDK retrying a refusal, up to the attempts left) and follow the answer until it ends,
+        or the phone goes away; the outcome of the last attempt. Refused attempts are reported as they
+        come back; the accepted one here."""
+        client = self.surge.with_options(max_retries=max(0, limit - attempts.count - 1))
+        away_after = plan.background.after_s if plan.background else None
+        sent_before = attempts.count
+        self.traffic.attempts = attempts
+        try:
+            self.follow(lambda: attempts.current, send.stream(client), away_after)
+        except SurgeError as exc:
+            if attempts.current is not None and not attempts.current.settled:
+                attempts.current.transport_error = type(exc).__name__
+        finally:
+            self.traffic.attempts = None
+        obs = attempts.current
+        if obs is None or attempts.count == sent_before:
+            # Nothing went out: the session was refused and could not be refreshed. Sign in, send again.
+            self.login()
+            if not signed_in:
+                return self.one_turn(send, attempts, limit, plan, signed_in=True)
+            obs = attempts.current = TurnObservation(attempt=attempts.count + 1, transport_error="not sent")
+        if obs.settled:
+            return obs, classify(obs)[0]
         outcome = ABANDONED
         try:
-            self.stream(
-                obs, "POST", path, name, body, key, sent, plan.background.after_s if plan.background else None
-            )
-            if obs.status == 401:
-                self.reauthenticate()
-                obs = TurnObservation()
-                self.stream(obs, "POST", path, name, body, key, sent, None)
             if obs.acknowledged:
                 _State.recorder.write(
                     "ack",
-                    t=sent_wall,
+                    t=obs.sent_wall,
                     tier=self.tier,
                     email=self.credentials.get("email"),
-                    key=key,
-                    route="regenerate" if "regenerate" in path else "send",
+                    key=send.key,
+                    route="regenerate" if send.regenerate else "send",
                     user_message_id=obs.user_message_id,
                     assistant_message_id=obs.assistant_message_id,
                 )
                 if self.rng.random() < self.options.p_replay:
-                    self.replay(path, name, body, key, obs)
+                    self.replay(send, obs)
             background = "none"
             if obs.acknowledged and obs.terminal is None and obs.transport_error is None and plan.background:
                 # The phone went to sleep mid-answer.
@@ -406,182 +412,93 @@ class ChatUser(HttpUser):
                     self.rng, self.workload.config.think_time_median_s, self.workload.think_sigma
                 )
                 gevent.sleep(away / self.compression)
-                self.resume(obs, sent)
+                self.resume(obs)
             outcome, reason = classify(obs)
-            self.report(obs, outcome, reason, sent_wall, attempt, plan, background)
+            self.report(obs, outcome, reason, plan, background)
             return obs, outcome
         finally:
+            obs.settled = True
             if outcome in (ABANDONED, UNATTENDED):
-                _State.recorder.write(
-                    "turn",
-                    t=sent_wall,
-                    t_end=time.time(),
-                    tier=self.tier,
-                    outcome=outcome,
-                    reason=outcome,
-                    attempt=attempt,
-                    thinking=plan.thinking,
-                    assistant_message_id=obs.assistant_message_id,
-                    ttft=obs.first_token_s,
-                )
+                self.write_turn(obs, plan, outcome, outcome)
 
-    def stream(
-        self,
-        obs: TurnObservation,
-        method: str,
-        path: str,
-        name: str,
-        body: dict[str, Any] | None,
-        key: str | None,
-        sent: float,
-        disconnect_after_s: float | None,
+    def follow(
+        self, attempt: Callable[[], TurnObservation | None], stream: MessageStream, away_after_s: float | None
     ) -> None:
-        """Send (or resume) and read events until the terminal one, or until the phone goes away."""
-        headers = dict(self.auth)
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        limit = disconnect_after_s / self.compression if disconnect_after_s is not None else STREAM_TIMEOUT_S
+        """Read a stream's events into the attempt in progress (``attempt()``: the SDK may send again) until
+        the terminal one, or until the phone goes away after ``away_after_s`` (uncompressed)."""
+        limit = away_after_s / self.compression if away_after_s is not None else STREAM_TIMEOUT_S
+        with stream, gevent.Timeout(limit, False):
+            for event in stream:
+                obs = attempt()
+                if obs is None:
+                    continue
+                obs.on_event(event, time.monotonic() - obs.sent)
+                if obs.terminal is not None:
+                    break
+
+    def resume(self, obs: TurnObservation) -> None:
+        """Back from the background: the events after the last one seen, to the end."""
+        assert obs.assistant_message_id is not None
+        stream = self.surge.messages.events(obs.assistant_message_id, after=obs.last_seq)
         try:
-            with self.client.request(
-                method, path, json=body, headers=headers, stream=True, catch_response=True, name=name,
-                timeout=(30, STREAM_TIMEOUT_S),
-            ) as response:  # fmt: skip
-                if obs.status is None or not 200 <= response.status_code < 300:
-                    obs.status = response.status_code
-                if not 200 <= response.status_code < 300:
-                    obs.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    error = _error_body(response)
-                    obs.code = error.get("code")
-                    obs.body_retry_after = parse_retry_after(str(error.get("retry_after_s") or ""))
-                    if response.status_code in (429, 503) and obs.retry_after is not None:
-                        response.success()  # shed: an expected answer under overload
-                    elif response.status_code == 401:
-                        response.success()
-                    else:
-                        response.failure(f"{response.status_code} {obs.code}")
-                        self.note_http_error(
-                            f"{method} {name}", response.status_code, obs.retry_after, obs.code
-                        )
-                    return
-                if "text/event-stream" not in response.headers.get("Content-Type", ""):
-                    # A 2xx with the turn as JSON: take its ids; the events are read from the log.
-                    response.success()
-                    with contextlib.suppress(ValueError):
-                        turn = response.json()
-                        obs.on_event(SseEvent("turn", turn if isinstance(turn, dict) else {}), 0.0)
-                    if obs.assistant_message_id is not None and disconnect_after_s is None:
-                        self.resume(obs, sent)
-                    return
-                response.success()
-                parser = SseParser()
-                with gevent.Timeout(limit, False):
-                    for line in response.iter_lines(chunk_size=None):
-                        event = parser.feed(line)
-                        if event is None:
-                            continue
-                        obs.on_event(event, time.monotonic() - sent)
-                        if obs.terminal is not None:
-                            break
-                response.close()
-        except RequestException as exc:
+            self.follow(lambda: obs, stream, None)
+        except SurgeError as exc:
             obs.transport_error = type(exc).__name__
 
-    def resume(self, obs: TurnObservation, sent: float) -> None:
-        assert obs.assistant_message_id is not None
-        self.stream(
-            obs,
-            "GET",
-            f"/v1/messages/{obs.assistant_message_id}/events?after={obs.last_seq}",
-            "/v1/messages/[id]/events",
-            None,
-            None,
-            sent,
-            None,
-        )
-
-    def replay(self, path: str, name: str, body: dict[str, Any], key: str, obs: TurnObservation) -> None:
+    def replay(self, send: Send, obs: TurnObservation) -> None:
         """A flaky network: the same send again with the same key must return the same turn."""
-        again = {**body, "stream": False}
-        with self.client.request(
-            "POST", path, json=again, headers={**self.auth, "Idempotency-Key": key},
-            catch_response=True, name=f"{name} (replay)",
-        ) as response:  # fmt: skip
-            if response.status_code in (200, 202):
-                response.success()
-                turn = response.json()
-                _State.recorder.write(
-                    "replay",
-                    t=time.time(),
-                    key=key,
-                    user_message_id=(turn.get("user_message") or {}).get("id"),
-                    assistant_message_id=(turn.get("assistant_message") or {}).get("id"),
-                    expected_user_message_id=obs.user_message_id,
-                )
-            elif response.status_code in (429, 503):
-                response.success()
-            else:
-                response.failure(f"replay {response.status_code}")
+        self.traffic.name = f"{send.name} (replay)"
+        try:
+            turn = send.replay(self.surge)
+        except SurgeError:
+            return  # reported by the traffic log
+        finally:
+            self.traffic.name = None
+        _State.recorder.write(
+            "replay",
+            t=time.time(),
+            key=send.key,
+            user_message_id=turn.user_message.id,
+            assistant_message_id=turn.assistant_message.id,
+            expected_user_message_id=obs.user_message_id,
+        )
 
     def feedback(self, message_id: str) -> None:
-        rating = "up" if self.rng.random() < 0.85 else "down"
-        self.api(
-            "PUT",
-            f"/v1/messages/{message_id}/feedback",
-            name="/v1/messages/[id]/feedback",
-            json_body={"rating": rating},
-        )
+        rating: Rating = "up" if self.rng.random() < 0.85 else "down"
+        self.call(lambda: self.surge.messages.feedback(message_id, rating))
 
-    def report(
-        self,
-        obs: TurnObservation,
-        outcome: str,
-        reason: str,
-        sent_wall: float,
-        attempt: int,
-        plan: TurnPlan,
-        background: str,
+    def write_turn(
+        self, obs: TurnObservation, plan: TurnPlan, outcome: str, reason: str, **fields: Any
     ) -> None:
-        assert outcome in OUTCOMES
         _State.recorder.write(
             "turn",
-            t=sent_wall,
+            t=obs.sent_wall,
             t_end=time.time(),
             tier=self.tier,
             outcome=outcome,
             reason=reason,
-            code=obs.code,
-            status=obs.status,
-            attempt=attempt,
+            attempt=obs.attempt,
             thinking=plan.thinking,
-            queued=obs.queued,
-            degraded=obs.degraded,
-            background=background,
-            ttft=obs.first_token_s,
-            ttlt=obs.last_token_s,
             assistant_message_id=obs.assistant_message_id,
+            ttft=obs.first_token_s,
+            **fields,
         )
+
+    def report(
+        self, obs: TurnObservation, outcome: str, reason: str, plan: TurnPlan, background: str
+    ) -> None:
+        """Record an attempt's outcome and fire its ``TURN`` (and ``TTFT``, ``TTLT``) metrics."""
+        assert outcome in OUTCOMES
+        self.write_turn(
+            obs, plan, outcome, reason, code=obs.code, status=obs.status, queued=obs.queued,
+            degraded=obs.degraded, background=background, ttlt=obs.last_token_s,
+        )  # fmt: skip
         if obs.first_token_s is not None and background == "none":
             fire("TTFT", self.tier, obs.first_token_s * 1000)
         if obs.last_token_s is not None and outcome != SHED:
             fire("TTLT", self.tier, obs.last_token_s * 1000)
         elapsed = (obs.last_token_s or 0.0) * 1000
-        fire("TURN", f"{self.tier} {outcome}", elapsed, ShedError(reason) if outcome == ERROR else None)
-        if outcome == SHED and obs.status is not None and obs.status >= 500 and obs.retry_after is None:
-            self.note_http_error("turn", obs.status, None, obs.code)
-
-
-def _error_body(response: Any) -> dict[str, Any]:
-    with contextlib.suppress(ValueError, AttributeError):
-        body = json.loads(response.content or b"{}")
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            return error
-    return {}
-
-
-def _error_code(response: Any) -> str | None:
-    code = _error_body(response).get("code")
-    return str(code) if code is not None else None
+        fire("TURN", f"{self.tier} {outcome}", elapsed, reason if outcome == ERROR else None)
 
 
 class FreeUser(ChatUser):

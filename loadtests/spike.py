@@ -13,6 +13,10 @@ finish, audits the database (loadtests/spike_audit.py), and writes ``report.md``
 PNG charts and the raw records into ``--report-dir``. Everything it started is stopped and the
 database dropped at the end.
 
+Like the users, the orchestrator talks to Surge through the SDK (``AsyncSurge``: sign-ups, the admin's
+``admin.fleet()`` and ``health.metrics()``, ``health.ready()``); it makes the database with
+``surge migrate`` and sets tiers and audits with SQL of its own; nothing of the backend is imported.
+
 Exit code: 1 on a broken run (a process died, nothing was served, Locust failed) or a failed
 correctness check (a lost or duplicated message, an answer left unfinished, a 5xx other than 503 with
 Retry-After). The performance checks (paid TTFT p99 on the plateau within 2x of before; the degrade
@@ -47,8 +51,9 @@ import asyncpg
 import httpx
 import psutil
 import redis
+from surge import AsyncSurge, SurgeError
 
-from backend.db.migrate import upgrade
+from loadtests.database import create_postgres, driver_dsn, drop_postgres, migrate, postgres_url
 from loadtests.locust_support import ShapeSchedule, load_records
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess
 from loadtests.spike_audit import answer_times, audit, in_flight
@@ -63,14 +68,16 @@ from loadtests.spike_report import (
     timeseries,
     turns_of,
 )
+from loadtests.surge_server import BENCH_SETTINGS, wait_until_up
 from loadtests.workload import system_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_DSN = os.environ.get("SURGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("SURGE_SPIKE_REDIS_URL", "redis://127.0.0.1:6379")
 MODEL = "deepseek-v3.1"
 PASSWORD = "spike-password"  # noqa: S105 (throwaway accounts of a load test)
 SAMPLE_INTERVAL_S = 2.0
+# What a run that broke raises (a process, a database, Redis or Surge itself failed us): reported, not raised.
+BROKEN_RUN = (RuntimeError, OSError, asyncpg.PostgresError, redis.RedisError, httpx.HTTPError, SurgeError)
 
 
 @dataclass
@@ -92,25 +99,15 @@ class Run:
 
 # --- set-up ---
 async def create_database(run: Run) -> None:
-    run.database = f"surge_spike_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'CREATE DATABASE "{run.database}"')
-    finally:
-        await connection.close()
-    base = POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    run.database_url = f"{base}/{run.database}"
-    await asyncio.to_thread(upgrade, run.database_url)
+    """A fresh PostgreSQL database, migrated with Surge's own CLI."""
+    run.database = await create_postgres("surge_spike")
+    run.database_url = postgres_url(run.database)
+    await migrate(run.database_url)
 
 
 async def drop_database(run: Run) -> None:
-    if not run.database:
-        return
-    connection = await asyncpg.connect(POSTGRES_DSN)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{run.database}" WITH (FORCE)')
-    finally:
-        await connection.close()
+    if run.database:
+        await drop_postgres(run.database)
 
 
 def flush_redis(run: Run) -> None:
@@ -151,16 +148,12 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
     big = "1000000"
     return {
         **os.environ,
+        **BENCH_SETTINGS,  # titles off among them: every turn in the fleet is a user's
         "SURGE_DATABASE_URL": run.database_url,
         "SURGE_REDIS_URL": run.redis_url,
         "SURGE_PORT": str(port),
         "SURGE_DATA_DIR": str(run.directory),
-        "SURGE_DATABASE_AUTO_MIGRATE": "false",
-        "SURGE_LOG_LEVEL": "WARNING",
-        "SURGE_AUTO_TITLES": "false",  # every turn in the fleet is a user's: no title requests
         "SURGE_SHUTDOWN_GRACE_S": "3",
-        "SURGE_ARGON2_TIME_COST": "1",
-        "SURGE_ARGON2_MEMORY_KIB": "64",
         "SURGE_SYSTEM_PROMPT": system_prompt(),
         "SURGE_PREFILL_TOKENS_PER_S": str(args.prefill_tokens_per_s * args.speedup),
         "SURGE_HEALTH_INTERVAL_S": "1",
@@ -211,18 +204,10 @@ async def start_surge(run: Run) -> None:
         new_session=True,  # its worker processes share a group this run alone owns
     )
     run.surge_url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(timeout=3) as http:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if run.surge.poll() is not None:
-                raise RuntimeError(
-                    f"Surge exited with {run.surge.returncode}; see {run.directory / 'surge.log'}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{run.surge_url}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.3)
-    raise RuntimeError("Surge was not ready within 90 s")
+    try:
+        await wait_until_up(run.surge_url, run.surge.poll, ready=True)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; see {run.directory / 'surge.log'}") from exc
 
 
 async def create_accounts(run: Run, paid: int) -> list[dict[str, str]]:
@@ -232,15 +217,15 @@ async def create_accounts(run: Run, paid: int) -> list[dict[str, str]]:
     accounts = [{"email": f"paid-{tag}-{i}@spike.example", "password": PASSWORD} for i in range(paid)]
     admin = {"email": f"admin-{tag}@spike.example", "password": PASSWORD}
     slots = asyncio.Semaphore(8)
-    async with httpx.AsyncClient(base_url=run.surge_url, timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
 
         async def sign_up(account: dict[str, str]) -> None:
             async with slots:
-                response = await http.post("/v1/auth/signup", json=account)
-                response.raise_for_status()
+                client = AsyncSurge(base_url=run.surge_url, http_client=http)
+                await client.auth.sign_up(account["email"], account["password"])
 
         await asyncio.gather(*(sign_up(a) for a in [*accounts, admin]))
-    connection = await asyncpg.connect(run.database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    connection = await asyncpg.connect(driver_dsn(run.database_url))
     try:
         await connection.execute(
             "UPDATE user_account SET tier = 'plus' WHERE email = ANY($1::text[])",
@@ -329,13 +314,7 @@ def metric_max(text: str, name: str) -> float | None:
     return max(values) if values else None
 
 
-async def admin_token(http: httpx.AsyncClient, run: Run) -> str:
-    response = await http.post(f"{run.surge_url}/v1/auth/login", json=run.admin)
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[str, Any], str]:
+async def sample(http: httpx.AsyncClient, run: Run, admin: AsyncSurge) -> dict[str, Any]:
     now = time.time()
     row: dict[str, Any] = {"t": now}
     shares, queue, prompt, cached = [], 0, 0.0, 0.0
@@ -360,22 +339,16 @@ async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[st
     # turns, so it is read twice; the larger level counts).
     levels: list[float] = []
     queues: list[float] = []
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        response = await http.get(
-            f"{run.surge_url}/v1/admin/fleet", headers={"Authorization": f"Bearer {token}"}
-        )
-        if response.status_code == 401:
-            token = await admin_token(http, run)
-        elif response.status_code == 200:
-            admission = response.json().get("admission") or {}
-            if isinstance(admission.get("degrade_level"), int | float):
-                levels.append(float(admission["degrade_level"]))
-            # One replica's view of its share of the fleet: slots, turns holding them, turns waiting.
-            replica_queue = (admission.get("queues") or {}).get(MODEL) or {}
-            row["replica_slots"] = {key: replica_queue.get(key) for key in ("slots", "holding", "waiting")}
+    with contextlib.suppress(SurgeError):
+        admission = (await admin.admin.fleet()).get("admission") or {}
+        if isinstance(admission.get("degrade_level"), int | float):
+            levels.append(float(admission["degrade_level"]))
+        # One replica's view of its share of the fleet: slots, turns holding them, turns waiting.
+        replica_queue = (admission.get("queues") or {}).get(MODEL) or {}
+        row["replica_slots"] = {key: replica_queue.get(key) for key in ("slots", "holding", "waiting")}
     for _ in range(2):
-        with contextlib.suppress(httpx.HTTPError):
-            text = (await http.get(f"{run.surge_url}/metrics")).text
+        with contextlib.suppress(SurgeError):
+            text = await admin.health.metrics()
             level = metric_max(text, "surge_degrade_level")
             if level is not None:
                 levels.append(level)
@@ -384,16 +357,21 @@ async def sample(http: httpx.AsyncClient, run: Run, token: str) -> tuple[dict[st
                 queues.append(length)
     row["degrade_level"] = max(levels) if levels else None
     row["queue"] = max(queues) if queues else None
-    return row, token
+    return row
 
 
 async def sampler(run: Run, stop: asyncio.Event) -> None:
     meter = CpuMeter(run)
-    async with httpx.AsyncClient(timeout=5) as http:
-        token = await admin_token(http, run)
+    # No retries: a sample that fails is left out rather than taken late. The admin's session refreshes
+    # itself (the run outlasts an access token).
+    async with (
+        httpx.AsyncClient(timeout=5) as http,
+        AsyncSurge(base_url=run.surge_url, http_client=http, max_retries=0) as admin,
+    ):
+        await admin.auth.log_in(run.admin["email"], run.admin["password"])
         while not stop.is_set():
             started = time.monotonic()
-            row, token = await sample(http, run, token)
+            row = await sample(http, run, admin)
             row["cpu"] = await asyncio.to_thread(meter.read)
             if run.locust is not None:
                 row["locust_running"] = run.locust.poll() is None
@@ -594,7 +572,14 @@ async def main_async(args: argparse.Namespace, directory: Path) -> int:
     result: dict[str, Any] | None = None
     try:
         result = await execute(run)
-    except (RuntimeError, OSError, asyncpg.PostgresError, redis.RedisError, httpx.HTTPError) as exc:
+    except (
+        RuntimeError,
+        OSError,
+        asyncpg.PostgresError,
+        redis.RedisError,
+        httpx.HTTPError,
+        SurgeError,
+    ) as exc:
         run.problems.append(f"{type(exc).__name__}: {exc}")
     finally:
         stop_process(run.locust)

@@ -9,26 +9,35 @@ the answers of phones that went to sleep and never came back. Checks:
 - no conversation holds two user messages with the same parent and the same text (the workload never
   sends the same text twice, so two are a duplicate however they were made);
 - every assistant message ended complete, cancelled or failed (none is left queued or streaming).
+
+It reads the run's database directly, with SQL of its own on the ``message`` table (loadtests/database.py),
+not the backend's ORM models: the audit checks the server from outside, and a model it shared with the
+code under test could share that code's mistakes.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from backend.db import models as m
-from backend.db.engine import create_engine, session_factory
-from backend.settings import load_settings
+from loadtests.database import as_datetime, as_uuid, fetch
 
 TERMINAL = ("complete", "cancelled", "failed")
-IN_FLIGHT = ("queued", "streaming")
+
+USER_MESSAGES = "SELECT id FROM message WHERE role = 'user'"
+ANSWER_STATUSES = "SELECT id, status FROM message WHERE role = 'assistant'"
+# The workload never sends the same text twice under one parent: two such user messages are a duplicate.
+DUPLICATE_USER_MESSAGES = """
+    SELECT conversation_id, parent_id, count(*) FROM message WHERE role = 'user'
+    GROUP BY conversation_id, parent_id, content HAVING count(*) > 1
+"""
+ANSWER_TIMES = """
+    SELECT id, created_at, started_at, first_token_at FROM message
+    WHERE role = 'assistant' AND first_token_at IS NOT NULL
+"""
 
 
 @dataclass
@@ -71,24 +80,12 @@ def _id(value: object) -> uuid.UUID | None:
         return None
 
 
-@asynccontextmanager
-async def _session(database_url: str) -> AsyncIterator[AsyncSession]:
-    """A session on the run's database, its engine disposed of afterwards (the audit runs once)."""
-    engine = create_engine(load_settings({}), url=database_url)
-    try:
-        async with session_factory(engine)() as session:
-            yield session
-    finally:
-        await engine.dispose()
-
-
 async def in_flight(database_url: str) -> int:
     """Assistant messages still queued or streaming."""
-    async with _session(database_url) as session:
-        count = await session.scalar(
-            select(func.count()).select_from(m.Message).where(m.Message.status.in_(IN_FLIGHT))
-        )
-        return int(count or 0)
+    ((count,),) = await fetch(
+        database_url, "SELECT count(*) FROM message WHERE status IN ('queued', 'streaming')"
+    )
+    return int(count or 0)
 
 
 async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
@@ -120,26 +117,16 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
                 {"email": email, "route": route, "key": key, "user_messages": sorted(ids)}
             )
 
-    async with _session(database_url) as session:
-        user_ids = set(await session.scalars(select(m.Message.id).where(m.Message.role == "user")))
-        rows = await session.execute(
-            select(m.Message.id, m.Message.status).where(m.Message.role == "assistant")
+    user_ids = {as_uuid(row[0]) for row in await fetch(database_url, USER_MESSAGES)}
+    answers = {as_uuid(i): status for i, status in await fetch(database_url, ANSWER_STATUSES)}
+    for conversation_id, parent_id, count in await fetch(database_url, DUPLICATE_USER_MESSAGES):
+        result.duplicate_user_messages.append(
+            {
+                "conversation_id": str(as_uuid(conversation_id)),
+                "parent_id": str(as_uuid(parent_id)),
+                "count": int(count),
+            }
         )
-        answers = dict(rows.all())
-        duplicates = await session.execute(
-            select(m.Message.conversation_id, m.Message.parent_id, func.count())
-            .where(m.Message.role == "user")
-            .group_by(m.Message.conversation_id, m.Message.parent_id, m.Message.content)
-            .having(func.count() > 1)
-        )
-        for conversation_id, parent_id, count in duplicates:
-            result.duplicate_user_messages.append(
-                {
-                    "conversation_id": str(conversation_id),
-                    "parent_id": str(parent_id),
-                    "count": int(count),
-                }
-            )
 
     acknowledged_users: set[uuid.UUID] = set()
     for ack in acks:
@@ -161,18 +148,14 @@ async def audit(database_url: str, records: Iterable[dict[str, Any]]) -> Audit:
 async def answer_times(database_url: str) -> dict[str, dict[str, float]]:
     """When each answer was accepted, put on a worker and given its first token (epoch seconds), by
     assistant message id: the server's side of a turn's time to first token."""
-    async with _session(database_url) as session:
-        rows = await session.execute(
-            select(m.Message.id, m.Message.created_at, m.Message.started_at, m.Message.first_token_at).where(
-                m.Message.role == "assistant", m.Message.first_token_at.is_not(None)
-            )
-        )
-        return {
-            str(message_id): {
-                "accepted": created.timestamp(),
-                "started": (started or created).timestamp(),
-                "first_token": first.timestamp(),
-            }
-            for message_id, created, started, first in rows
-            if first is not None
+    times = {}
+    for message_id, created, started, first in await fetch(database_url, ANSWER_TIMES):
+        accepted, first_token = as_datetime(created), as_datetime(first)
+        if accepted is None or first_token is None:
+            continue
+        times[str(as_uuid(message_id))] = {
+            "accepted": accepted.timestamp(),
+            "started": (as_datetime(started) or accepted).timestamp(),
+            "first_token": first_token.timestamp(),
         }
+    return times

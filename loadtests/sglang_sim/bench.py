@@ -5,7 +5,8 @@ interpreter. For each concurrency level the client keeps N chat streams open (ig
 for a while and counts what arrives; the figure that matters is `achieved / model`: the token rate the
 timing model promises at the batch the server actually ran versus what the process delivered (prefill
 steps between streams count against it). Below ~0.9, the simulator itself is the bottleneck at that load;
-a `mean_batch` well under `streams` means the client could not keep that many streams open.
+a `mean_batch` well under `streams` means the client could not keep that many streams open. The client
+reads the streams with the event-stream decoder of Surge's SDK (`surge.aiter_sse`), a generic one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from typing import Any
 
 import httpx
+from surge import aiter_sse
 
 from loadtests.sglang_sim.config import SimConfig
 from loadtests.sglang_sim.runner import free_port, start_subprocess, stop_subprocess
@@ -38,12 +40,12 @@ async def _one_stream(
     while time.monotonic() < stop_at:
         try:
             async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: {"):
+                async for event in aiter_sse(r):
+                    if not event.data.startswith("{"):  # the final [DONE]
                         continue
                     out["chunks"] += 1
-                    if '"usage"' in line:
-                        out["tokens"] += json.loads(line[6:])["usage"]["completion_tokens"]
+                    if '"usage"' in event.data:
+                        out["tokens"] += json.loads(event.data)["usage"]["completion_tokens"]
             out["streams"] += 1
         except httpx.TransportError:  # e.g. a pooled connection the server closed as idle: count, go on
             out["errors"] += 1

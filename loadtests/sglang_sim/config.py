@@ -74,6 +74,9 @@ class SimConfig:
     )
     sim_abort_delay_s: float = _flag(2.0, "abort a request this long after its client went away (virtual s)")
     sim_startup_s: float = _flag(0.0, "answer /health with 503 for this long after start (real s)")
+    sim_trace_file: str | None = _flag(
+        None, "append a JSON line per finished request (times, prompt and output ids) here, for oracles"
+    )
     sim_max_lag_ms: float = _flag(
         200.0, "how far (real ms) the virtual clock may fall behind before it skips ahead"
     )

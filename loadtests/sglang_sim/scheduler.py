@@ -16,6 +16,7 @@ from loadtests.sglang_sim.metrics import SimStats
 from loadtests.sglang_sim.output_plan import FinishReason, OutputPlan
 from loadtests.sglang_sim.radix_cache import RadixCache, TreeNode
 from loadtests.sglang_sim.timing import TimingModel, VirtualClock
+from loadtests.sglang_sim.trace import RequestTrace, TracedRequest
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class Scheduler:
         self._tp_steps = 0
         self._tp_since = 0.0
         self._task: asyncio.Task[None] | None = None
+        self.trace = RequestTrace(config.sim_trace_file) if config.sim_trace_file else None
 
     # ----- accounting -----
 
@@ -187,12 +189,14 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="sglang-sim-scheduler")
 
     async def stop(self) -> None:
-        """Stop the loop."""
+        """Stop the loop (and close the trace)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.trace is not None:
+            self.trace.close()
 
     @property
     def alive(self) -> bool:
@@ -489,6 +493,17 @@ class Scheduler:
         self._dirty.discard(req)
         self.stats.num_requests += 1
         self.stats.e2e.observe(req.finished_at - req.arrival)
+        if self.trace is not None:
+            self.trace.write(
+                TracedRequest(
+                    rid=req.rid,
+                    arrival=self.clock.wall_time(req.arrival),
+                    finished=self.clock.wall_time(req.finished_at),
+                    finish=str(reason.get("type")),
+                    prompt_ids=req.prompt_ids,
+                    output_ids=req.plan.tokens[: req.num_output],
+                )
+            )
         req.event.set()
 
     def snapshot(self) -> dict[str, Any]:

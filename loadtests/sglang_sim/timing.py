@@ -34,6 +34,10 @@ class VirtualClock:
         """Virtual seconds since start."""
         return (time.monotonic() - self._origin) * self.speedup
 
+    def wall_time(self, virtual_t: float) -> float:
+        """Wall-clock (epoch) seconds at virtual time `virtual_t`."""
+        return time.time() + (virtual_t - self.now()) / self.speedup
+
     def real_delay(self, virtual_t: float) -> float:
         """Real seconds until virtual time `virtual_t` (negative when already past)."""
         return virtual_t / self.speedup - (time.monotonic() - self._origin)

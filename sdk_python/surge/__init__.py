@@ -38,6 +38,7 @@ from surge._exceptions import (
 from surge._options import NOT_GIVEN, NotGiven, Timeout
 from surge._pagination import AsyncCursorPage, AsyncPaginator, SyncCursorPage
 from surge._realtime import AsyncRealtimeSession, FrameError, Pong, RealtimeFrame, RealtimeSession
+from surge._sse import ServerSentEvent, aiter_sse, iter_sse
 from surge._streaming import AsyncMessageStream, MessageStream
 from surge._types import (
     AccountUsage,
@@ -107,6 +108,7 @@ __all__ = [
     "RealtimeFrame",
     "RealtimeSession",
     "ReasoningEvent",
+    "ServerSentEvent",
     "ServiceUnavailableError",
     "Session",
     "Share",
@@ -127,4 +129,6 @@ __all__ = [
     "Usage",
     "User",
     "__version__",
+    "aiter_sse",
+    "iter_sse",
 ]

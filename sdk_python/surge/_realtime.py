@@ -28,6 +28,7 @@ from websockets.sync.client import connect as sync_connect
 from surge import _retry
 from surge._events import DoneEvent, ErrorEvent, StreamEvent, TurnEvent
 from surge._exceptions import RealtimeError
+from surge._options import NOT_GIVEN, NotGiven
 from surge._streaming import TurnProgress, _Gap
 from surge._types import SurgeModel, Turn
 from surge.resources.messages import new_idempotency_key
@@ -101,7 +102,7 @@ class _SessionState:
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None,
+        parent_id: str | NotGiven | None,
         model: str | None,
         thinking: bool | None,
         idempotency_key: str | None,
@@ -114,7 +115,9 @@ class _SessionState:
             "idempotency_key": idempotency_key or new_idempotency_key(),
             "ref": ref or uuid.uuid4().hex,
         }
-        options = {"parent_id": parent_id, "model": model, "thinking": thinking}
+        if not isinstance(parent_id, NotGiven):
+            frame["parent_id"] = parent_id  # None is sent as null: a new root
+        options = {"model": model, "thinking": thinking}
         frame.update({name: value for name, value in options.items() if value is not None})
         self.pending[frame["ref"]] = frame
         return frame
@@ -237,13 +240,14 @@ class RealtimeSession:
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
         ref: str | None = None,
     ) -> str:
-        """Send a message, like ``POST .../messages``; returns the ``ref`` its ``turn`` frame will carry."""
+        """Send a message, like ``POST .../messages`` (``parent_id=None``: a new root); returns the ``ref``
+        its ``turn`` frame will carry."""
         frame = self._state.send_frame(
             conversation_id,
             content,
@@ -421,13 +425,14 @@ class AsyncRealtimeSession:
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
         ref: str | None = None,
     ) -> str:
-        """Send a message, like ``POST .../messages``; returns the ``ref`` its ``turn`` frame will carry."""
+        """Send a message, like ``POST .../messages`` (``parent_id=None``: a new root); returns the ``ref``
+        its ``turn`` frame will carry."""
         frame = self._state.send_frame(
             conversation_id,
             content,

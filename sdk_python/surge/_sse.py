@@ -1,4 +1,9 @@
-"""A Server-Sent Events decoder (the WHATWG event-stream format) over a response's bytes."""
+"""A Server-Sent Events decoder (the WHATWG event-stream format) over a response's bytes.
+
+Public as ``surge.iter_sse`` / ``surge.aiter_sse``: the answer streams use it, and so can code that reads
+an event stream with an httpx client of its own (an SGLang worker's OpenAI-style chunks, or Surge's
+events read raw).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,20 @@ from dataclasses import dataclass
 
 import httpx
 
+__all__ = ["LineSplitter", "SSEDecoder", "ServerSentEvent", "aiter_sse", "iter_sse"]
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSentEvent:
+    """One event of an event stream, as the server sent it: nothing is parsed beyond the format."""
+
     event: str
+    """The ``event:`` field; ``"message"`` when the server sent none (as OpenAI-style streams do)."""
     data: str
+    """The ``data:`` lines joined with newlines (JSON, for Surge's events)."""
     id: str | None
-    """This event's own ``id:`` field; unlike the spec's last-event-ID buffer, not inherited."""
+    """This event's own ``id:`` field; unlike the spec's last-event-ID buffer, not inherited. Surge sets
+    it to the event's ``seq``."""
 
 
 # The event-stream format ends lines with CRLF, LF or CR, and nothing else. (httpx's iter_lines() also
@@ -74,6 +86,15 @@ class SSEDecoder:
 
 
 def iter_sse(response: httpx.Response) -> Iterator[ServerSentEvent]:
+    """The events of a streamed response (``client.stream(...)`` or ``send(..., stream=True)``) as they
+    arrive; comments such as ``: ping`` are skipped, and an event cut off by the end is never yielded.
+
+    ```py
+    with httpx.stream("POST", url, json=body) as response:
+        for event in surge.iter_sse(response):
+            print(event.event, event.data)
+    ```
+    """
     lines, decoder = LineSplitter(), SSEDecoder()
     for chunk in response.iter_bytes():
         for line in lines.feed(chunk):
@@ -83,6 +104,7 @@ def iter_sse(response: httpx.Response) -> Iterator[ServerSentEvent]:
 
 
 async def aiter_sse(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """``iter_sse`` for an ``httpx.AsyncClient``'s streamed response."""
     lines, decoder = LineSplitter(), SSEDecoder()
     async for chunk in response.aiter_bytes():
         for line in lines.feed(chunk):

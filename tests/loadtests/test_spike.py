@@ -1,4 +1,4 @@
-"""The spike's pieces without a fleet: SSE outcomes, load shapes, the report's arithmetic, the audit."""
+"""The spike's pieces without a fleet: turn outcomes, load shapes, the report's arithmetic, the audit."""
 
 from __future__ import annotations
 
@@ -12,6 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from surge import (
+    ContentEvent,
+    DegradedEvent,
+    DoneEvent,
+    ErrorEvent,
+    Message,
+    QueuedEvent,
+    ReasoningEvent,
+    StartedEvent,
+    StreamEvent,
+    TurnEvent,
+)
+from surge._sse import SSEDecoder
 
 from backend.db import models as m
 from backend.db.engine import create_engine, session_factory
@@ -25,12 +38,11 @@ from loadtests.locust_support import (
     SHED,
     Recorder,
     ShapeSchedule,
-    SseParser,
     TurnObservation,
     classify,
     load_records,
 )
-from loadtests.spike_audit import answer_times, audit
+from loadtests.spike_audit import answer_times, audit, in_flight
 from loadtests.spike_report import (
     attach_answer_times,
     charts,
@@ -49,53 +61,59 @@ from tests.services import execute_admin, postgres_available, require, sqlalchem
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# --- SSE and outcomes ---
-def observe(stream: str, status: int = 200) -> TurnObservation:
+# --- events and outcomes ---
+def message(message_id: str, role: str = "assistant", status: str = "queued") -> Message:
+    now = datetime.now(UTC)
+    return Message(
+        id=message_id, conversation_id="c1", parent_id=None, role=role, content="", reasoning=None,
+        status=status, model=None, finish_reason=None, error=None, usage=None, feedback=None,
+        created_at=now, completed_at=None,
+    )  # fmt: skip
+
+
+def observe(*events: StreamEvent, status: int = 200) -> TurnObservation:
     obs = TurnObservation(status=status)
-    parser = SseParser()
-    for number, line in enumerate(stream.split("\n")):
-        event = parser.feed(line)
-        if event is not None:
-            obs.on_event(event, elapsed_s=number / 10)
+    for number, event in enumerate(events):
+        obs.on_event(event, elapsed_s=number / 10)
     return obs
 
 
-TURN = 'event: turn\ndata: {"user_message": {"id": "u1"}, "assistant_message": {"id": "a1"}}\n\n'
-DONE = 'id: 9\nevent: done\ndata: {"message": {"status": "complete"}}\n\n'
+TURN = TurnEvent(user_message=message("u1", "user", "complete"), assistant_message=message("a1"))
+DONE = DoneEvent(message=message("a1", status="complete"), seq=9)
 
 
-def test_sse_parser_reads_ids_names_and_json_and_skips_pings():
-    parser = SseParser()
+def test_the_sdk_decoder_reads_ids_names_and_json_and_skips_pings():
+    """What the users' streams are read with: the SDK's decoder, then its typed events."""
+    decoder = SSEDecoder()
     events = [
-        parser.feed(line) for line in (": ping", "id: 3", "event: content", 'data: {"delta": "hi"}', "")
+        decoder.decode(line) for line in (": ping", "id: 3", "event: content", 'data: {"delta": "hi"}', "")
     ]
     assert events[:4] == [None] * 4
     assert events[4] is not None
-    assert (events[4].event, events[4].data, events[4].seq) == ("content", {"delta": "hi"}, 3)
-    assert parser.feed(b"") is None  # nothing pending: no event
+    assert (events[4].event, json.loads(events[4].data), events[4].id) == ("content", {"delta": "hi"}, "3")
+    assert decoder.decode("") is None  # nothing pending: no event
+    obs = observe(ContentEvent(delta="hi", seq=int(events[4].id)))
+    assert obs.last_seq == 3 and obs.first_token_s == 0.0
 
 
 def test_a_plain_turn_is_served_with_its_first_and_last_token_times():
-    obs = observe(
-        TURN
-        + 'id: 1\nevent: started\ndata: {"model": "m"}\n\nid: 2\nevent: reasoning\ndata: {"delta": "x"}\n\n'
-        + DONE
-    )
+    obs = observe(TURN, StartedEvent(model="m", seq=1), ReasoningEvent(delta="x", seq=2), DONE)
     assert classify(obs) == (SERVED, "served")
     assert obs.acknowledged and obs.user_message_id == "u1" and obs.assistant_message_id == "a1"
     assert obs.first_token_s is not None and obs.last_token_s is not None
     assert obs.first_token_s < obs.last_token_s
+    assert obs.first_token_s == pytest.approx(0.2)  # the reasoning delta, the third event
     assert obs.last_seq == 9
 
 
 def test_queued_and_degraded_turns():
-    queued = observe(TURN + 'id: 1\nevent: queued\ndata: {"position": 3, "estimated_wait_s": 4}\n\n' + DONE)
+    queued = observe(TURN, QueuedEvent(position=3, estimated_wait_s=4, seq=1), DONE)
     assert classify(queued)[0] == QUEUED
     degraded = observe(
-        TURN
-        + 'id: 1\nevent: queued\ndata: {"position": 1}\n\n'
-        + 'id: 2\nevent: degraded\ndata: {"reason": "load", "changes": {"thinking": false}}\n\n'
-        + DONE
+        TURN,
+        QueuedEvent(position=1, estimated_wait_s=1, seq=1),
+        DegradedEvent(reason="load", changes={"thinking": False}, seq=2),
+        DONE,
     )
     assert classify(degraded)[0] == DEGRADED
 
@@ -108,18 +126,16 @@ def test_shed_at_send_time_needs_retry_after():
 
 
 def test_an_overloaded_error_event_is_shed_and_other_errors_are_errors():
-    overloaded = observe(
-        TURN + 'id: 1\nevent: error\ndata: {"code": "overloaded", "message": "", "retry_after_s": 7}\n\n'
-    )
+    overloaded = observe(TURN, ErrorEvent(code="overloaded", message="", retry_after_s=7, seq=1))
     assert classify(overloaded)[0] == SHED and overloaded.body_retry_after == 7
-    no_retry = observe(TURN + 'id: 1\nevent: error\ndata: {"code": "overloaded", "message": ""}\n\n')
+    no_retry = observe(TURN, ErrorEvent(code="overloaded", message="", seq=1))
     assert classify(no_retry)[0] == ERROR
-    upstream = observe(TURN + 'id: 1\nevent: error\ndata: {"code": "upstream_error", "message": ""}\n\n')
+    upstream = observe(TURN, ErrorEvent(code="upstream_error", message="", seq=1))
     assert classify(upstream)[0] == ERROR
 
 
 def test_a_stream_without_its_terminal_event_is_an_error():
-    cut = observe(TURN + 'id: 1\nevent: content\ndata: {"delta": "x"}\n\n')
+    cut = observe(TURN, ContentEvent(delta="x", seq=1))
     assert classify(cut) == (ERROR, "stream ended without done or error")
     broken = observe(TURN)
     broken.transport_error = "ChunkedEncodingError"
@@ -424,6 +440,7 @@ async def check_audit(url: str) -> None:
     assert clean.answer_status == {"complete": 1, "failed": 1, "streaming": 1}
     assert clean.unacknowledged_user_messages == 1
     assert not clean.ok
+    assert await in_flight(url) == 1  # the answer left streaming
 
     records = acks(built)
     lost = str(uuid.uuid4())

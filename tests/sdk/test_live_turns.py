@@ -119,6 +119,19 @@ def test_a_streamed_send_gives_typed_events_and_the_final_message(live_surge):
         assert [message.role for message in tree] == ["user", "assistant"]
 
 
+def test_parent_id_none_starts_a_new_root_while_an_answer_is_still_generating(live_surge):
+    with signed_up(live_surge) as client:
+        conversation = client.conversations.create()
+        first = client.messages.send(conversation.id, "Tell me a long story.", thinking=True)
+        # Replying through the current leaf would be 409 while the first answer generates; a new root is not.
+        second = client.messages.send(conversation.id, "Something else, then.", parent_id=None)
+        assert second.user_message.parent_id is None
+        assert second.user_message.id != first.user_message.id
+        for turn in (first, second):
+            with client.messages.events(turn.assistant_message.id) as stream:
+                assert stream.final_message().status == "complete"
+
+
 @pytest.mark.parametrize("after_bytes", [40, 400, 1500, 4000])
 def test_a_stream_cut_mid_answer_resumes_from_the_last_seq(live_surge, after_bytes):
     transport = CuttingTransport(after_bytes=after_bytes, cuts=2)

@@ -51,3 +51,4 @@ def test_the_readme_examples_run_as_written(live_surge, monkeypatch, tmp_path, c
     assert "404 not_found" in printed
     assert (tmp_path / "surge-session.json").exists()
     assert "complete" in printed, "the streamed answer finished"
+    assert "raw stream ended with done at seq" in printed, "surge.iter_sse read the raw events"

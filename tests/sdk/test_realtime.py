@@ -104,7 +104,16 @@ def test_a_send_streams_its_turn_as_typed_frames(fake_ws):
     (send,) = fake_ws.sent_of("send")
     assert send["conversation_id"] == "c1" and send["content"] == "Hi!" and send["thinking"] is True
     assert send["idempotency_key"].startswith("surge-sdk-")
+    assert "parent_id" not in send, "left out: the server continues the current branch"
     assert session.reconnects == 0
+
+
+def test_a_send_with_parent_id_none_asks_for_a_new_root(fake_ws):
+    with sync_client(fake_ws) as client, client.realtime() as session:
+        session.send("c1", "Hi!", parent_id=None)
+        until_done(iter(session))
+    (send,) = fake_ws.sent_of("send")
+    assert "parent_id" in send and send["parent_id"] is None
 
 
 async def test_async_a_send_streams_its_turn_as_typed_frames(fake_ws):

@@ -138,6 +138,11 @@ def test_turn_routes_send_what_api_md_says(client, recorder):
     }
     assert recorder.last.headers["idempotency-key"]
 
+    client.messages.send("c1", "Hi!")
+    assert "parent_id" not in recorder.last_body(), "left out: the server continues the current branch"
+    client.messages.send("c1", "Hi again!", parent_id=None)
+    assert recorder.last_body()["parent_id"] is None, "None is sent as null: a new root"
+
     again = client.messages.regenerate("assistant-message-1", model="deepseek-v3.1")
     assert again.assistant_message.id == "assistant-2"
     assert recorder.last_body() == {"model": "deepseek-v3.1", "stream": False}

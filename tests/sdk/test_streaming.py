@@ -18,7 +18,6 @@ from surge import (
     TurnEvent,
     TurnFailedError,
 )
-from surge._sse import LineSplitter, SSEDecoder
 
 from tests.sdk.fakes import (
     ASSISTANT_MESSAGE_ID,
@@ -376,34 +375,3 @@ def test_a_send_answered_with_json_is_followed_through_the_event_stream(sleeps):
     ):
         events = list(stream)
     assert_exactly_once(events, fake)
-
-
-def test_line_splitter_ends_lines_only_where_the_event_stream_format_says():
-    splitter = LineSplitter()
-    chunks = [b"data: a\xe2\x80", b"\xa8b\r", b"\nid: 1\rdata: \xf0\x9f", b"\x8c\x8d\n\n", b"tail"]
-    lines = [line for chunk in chunks for line in splitter.feed(chunk)]
-    # U+2028 inside a JSON string is not a line end; CRLF split across chunks is one line end.
-    assert lines == ["data: a\u2028b", "id: 1", "data: 🌍", ""]
-
-
-def test_sse_decoder_follows_the_event_stream_format():
-    decoder = SSEDecoder()
-    lines = [
-        ": ping",
-        "id: 7",
-        "event: content",
-        "data: line one",
-        "data:line two",
-        "retry: 1000",
-        "",
-        "",
-        "data: no event name",
-        "",
-        "id: 8",
-        "",
-    ]
-    events = [event for line in lines if (event := decoder.decode(line)) is not None]
-    assert [(event.event, event.data, event.id) for event in events] == [
-        ("content", "line one\nline two", "7"),
-        ("message", "no event name", None),
-    ]

@@ -21,8 +21,12 @@ def new_idempotency_key() -> str:
     return f"surge-sdk-{uuid.uuid4()}"
 
 
-def _turn_body(stream: bool, **fields: Any) -> dict[str, Any]:
+def _turn_body(
+    stream: bool, *, parent_id: str | NotGiven | None = NOT_GIVEN, **fields: Any
+) -> dict[str, Any]:
     body = {name: value for name, value in fields.items() if value is not None}
+    if not isinstance(parent_id, NotGiven):
+        body["parent_id"] = parent_id  # None is sent as null: a new root, the first message edited
     body["stream"] = stream
     return body
 
@@ -35,7 +39,7 @@ def _send(
     conversation_id: str,
     content: str,
     *,
-    parent_id: str | None,
+    parent_id: str | NotGiven | None,
     model: str | None,
     thinking: bool | None,
     stream: bool,
@@ -105,7 +109,7 @@ class Messages(SyncAPIResource):
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
@@ -116,7 +120,8 @@ class Messages(SyncAPIResource):
 
         Returns at once with the user message and the ``queued`` assistant message; follow the answer with
         ``events(turn.assistant_message.id)`` or poll ``get()``. ``parent_id`` (default: the current leaf)
-        edits history by branching. Retries reuse one ``Idempotency-Key``, so they never start a second turn.
+        edits history by branching; ``parent_id=None`` starts a new root, as an edit of the first message
+        does. Retries reuse one ``Idempotency-Key``, so they never start a second turn.
         """
         options = _send(
             conversation_id,
@@ -136,7 +141,7 @@ class Messages(SyncAPIResource):
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
@@ -267,7 +272,7 @@ class AsyncMessages(AsyncAPIResource):
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
@@ -294,7 +299,7 @@ class AsyncMessages(AsyncAPIResource):
         conversation_id: str,
         content: str,
         *,
-        parent_id: str | None = None,
+        parent_id: str | NotGiven | None = NOT_GIVEN,
         model: str | None = None,
         thinking: bool | None = None,
         idempotency_key: str | None = None,
