@@ -42,6 +42,8 @@ logger = logging.getLogger("surge.chat")
 HEARTBEAT_S = 15.0
 # Default coalescing window: deltas arriving within it go out as one event (see the README's measurements).
 COALESCE_S = 0.025
+# Waiting readers are woken this often to see whether their heartbeat is due.
+TICK_S = 0.5
 
 
 class LogUnavailable(Exception):
@@ -116,6 +118,7 @@ class _Writers:
         self._due: list[LiveTurn] = []
         self._window: asyncio.TimerHandle | None = None
         self._local_watchers: dict[UUID, int] = {}
+        self._ticker: asyncio.Task[None] | None = None
 
     def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = ()) -> LiveTurn:
         live = self._live.get(turn_id)
@@ -176,11 +179,35 @@ class _Writers:
         with contextlib.suppress(ValueError):
             self._due.remove(live)
 
+    async def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+    def _pulsing(self) -> list[LiveTurn | _Feed]:
+        """What readers here wait on: every one is woken at each tick."""
+        return [live for live in self._live.values() if live.followers]
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(), name="surge-event-log-ticks")
+
+    async def _tick(self) -> None:
+        """Wake every waiting reader once per TICK_S, so that each can tell whether it has been idle for
+        its heartbeat: cheaper than a timer per wait (readers wait once per event)."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            for source in self._pulsing():
+                source.wake()
+
     async def _follow_live(
         self, live: LiveTurn, after: int, heartbeat_s: float
     ) -> AsyncIterator[list[TurnEvent] | None]:
         """Follow a turn generated here: straight from its live log, no I/O."""
-        position = after
+        self._ensure_ticker()
+        loop = asyncio.get_running_loop()
+        position, idle_since = after, loop.time()
         live.followers += 1
         try:
             while True:
@@ -192,13 +219,12 @@ class _Writers:
                         yield events[: end + 1]
                         return
                     yield events
-                    position = events[-1].seq
+                    position, idle_since = events[-1].seq, loop.time()
                     continue
-                try:
-                    async with asyncio.timeout(heartbeat_s):
-                        await pulse.wait()
-                except TimeoutError:
+                await pulse.wait()
+                if loop.time() - idle_since >= heartbeat_s:
                     yield None
+                    idle_since = loop.time()
         finally:
             live.followers -= 1
 
@@ -268,9 +294,42 @@ class MemoryEventLog(_Writers):
         if self._window is not None:
             self._window.cancel()
             self._close_window()
+        await self._stop_ticker()
 
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
+
+# A publication of every turn's new events in one round trip and one command. ARGV: the TTLs of a stream
+# while its turn runs and after it ended, then per event its stream's key, entry id, name, data and flags
+# (FIRST: it may create the stream; ENDS: the terminal event). One result per event: ADDED, GONE (the
+# stream is not there although this is not its first event: Redis lost it, the writer sends it whole
+# again), ALREADY (an entry with this id is there: a retry after a lost reply), or REFUSED. The keys are
+# arguments, so Surge's Redis is one node (or a primary with replicas), not a Cluster.
+_PUBLISH = """
+local out = {}
+for i = 3, #ARGV, 5 do
+  local key, flags = ARGV[i], tonumber(ARGV[i + 4])
+  local first, ends = flags % 2 == 1, flags >= 2
+  if not first and redis.call('EXISTS', key) == 0 then
+    out[#out + 1] = 1
+  else
+    local added = redis.pcall('XADD', key, ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
+    if type(added) == 'table' and added.err then
+      if string.find(added.err, 'equal or smaller', 1, true) then out[#out + 1] = 2 else out[#out + 1] = 3 end
+    else
+      out[#out + 1] = 0
+    end
+    if ends then
+      redis.call('EXPIRE', key, ARGV[2])
+    elseif first then
+      redis.call('EXPIRE', key, ARGV[1])
+    end
+  end
+end
+return out
+"""
+ADDED, GONE, ALREADY, REFUSED = 0, 1, 2, 3
+FIRST, ENDS = 1, 2
 
 
 def _seq_of(entry_id: bytes) -> int:
@@ -301,6 +360,9 @@ class _Feed:
         # Keep only what some follower has not read yet.
         oldest = min(self.followers.values(), default=self.position)
         self.events = [event for event in self.events if event.seq > oldest]
+        self.wake()
+
+    def wake(self) -> None:
         self.pulse.set()
         self.pulse = asyncio.Event()
 
@@ -337,6 +399,7 @@ class RedisEventLog(_Writers):
         self.ttl_s = ttl_s
         self.prefix = prefix
         self._publishing = asyncio.Lock()
+        self._publish_script = redis.register_script(_PUBLISH)
         # Turns with events Redis does not have yet (retried while Redis is away), and ended ones.
         self._behind: dict[UUID, LiveTurn] = {}
         self._retry: asyncio.Task[None] | None = None
@@ -389,37 +452,42 @@ class RedisEventLog(_Writers):
                 live.reveal()
 
     async def _send_behind(self) -> bool:
-        """Publish every event Redis lacks; False if Redis failed. (Events sealed meanwhile are left to the
-        publication their sealing queued.)"""
+        """Publish every event Redis lacks, for every turn, in one call of ``_PUBLISH``; False if Redis
+        failed. (Events sealed meanwhile are left to the publication their sealing queued.)"""
         for _ in range(3):  # a pass may find streams Redis lost (a restart): the next one sends them whole
             batch = [live for live in self._behind.values() if live.published < live.sealed]
             if not batch:
                 self._behind.clear()
                 return True
             plan: list[tuple[LiveTurn, int]] = []
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for live in batch:
-                    self._queue(pipe, live, plan)
-                try:
-                    async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
-                        results = await pipe.execute(raise_on_error=False)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    self._error = exc
-                    return False
+            args: list[Any] = [int(self.ACTIVE_TTL_S), int(self.ttl_s)]
+            for live in batch:
+                key = self.key(live.turn_id)
+                for event in live.events_after(live.published, live.sealed):
+                    flags = (FIRST if event.seq == live.layout.first_seq else 0) | (
+                        ENDS if event.terminal else 0
+                    )
+                    args += (key, f"{event.seq}-1", event.event, bytes(event.data), flags)
+                    plan.append((live, event.seq))
+            try:
+                async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
+                    results = await self._publish_script(args=args, client=self.redis)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._error = exc
+                return False
             lost = False
             for (live, seq), result in zip(plan, results, strict=True):
-                if seq == 0:
-                    continue
-                if result is None:
+                if result == GONE:
                     # The stream is gone (Redis restarted and lost it): publish it again from the start.
-                    metrics.EVENT_LOG_REPUBLISHED.inc()
                     live.published, lost = live.layout.first_seq - 1, True
-                elif not isinstance(result, Exception) or "equal or smaller" in str(result):
-                    # (A duplicate is one Redis already had: a retry after a reply that was lost.)
+                elif result in (ADDED, ALREADY):
+                    # (ALREADY: Redis had it; a retry after a reply that was lost.)
                     live.published = max(live.published, seq)
                 else:
-                    self._error = result
+                    self._error = RuntimeError(f"Redis refused an event of turn {live.turn_id}")
                     return False
+            if lost:
+                metrics.EVENT_LOG_REPUBLISHED.inc()
             for live in batch:
                 if live.published >= live.sealed:
                     self._behind.pop(live.turn_id, None)
@@ -427,20 +495,6 @@ class RedisEventLog(_Writers):
                 return True
         self._error = RuntimeError("Redis keeps losing streams")
         return False
-
-    def _queue(self, pipe: Any, live: LiveTurn, plan: list[tuple[LiveTurn, int]]) -> None:
-        key = self.key(live.turn_id)
-        events = live.events_after(live.published, live.sealed)
-        for event in events:
-            # After the first event, add only to a stream that exists: if Redis lost it, XADD answers nil
-            # and the whole log is published again.
-            first = event.seq == live.layout.first_seq
-            fields = {"e": event.event, "d": bytes(event.data)}
-            pipe.xadd(key, fields, id=f"{event.seq}-1", nomkstream=not first)
-            plan.append((live, event.seq))
-        if live.published < live.layout.first_seq or events[-1].terminal:
-            pipe.expire(key, int(self.ttl_s if events[-1].terminal else self.ACTIVE_TTL_S))
-            plan.append((live, 0))
 
     def _went_down(self) -> None:
         if self.healthy:
@@ -512,7 +566,9 @@ class RedisEventLog(_Writers):
         if feed is None:
             feed = self._feeds[turn_id] = _Feed(after)
         token = next(self._tokens)
-        position = after
+        self._ensure_ticker()
+        loop = asyncio.get_running_loop()
+        position, idle_since = after, loop.time()
         feed.followers[token] = position
         self._registered.set()
         try:
@@ -528,20 +584,23 @@ class RedisEventLog(_Writers):
                         return
                     yield events
                     position = feed.followers[token] = events[-1].seq
+                    idle_since = loop.time()
                     continue
-                try:
-                    async with asyncio.timeout(heartbeat_s):
-                        await pulse.wait()
-                except TimeoutError:
+                await pulse.wait()
+                if loop.time() - idle_since >= heartbeat_s:
                     if not self._watcher_healthy:
-                        raise LogUnavailable("the event log watcher cannot reach Redis") from None
+                        raise LogUnavailable("the event log watcher cannot reach Redis")
                     yield None
+                    idle_since = loop.time()
         finally:
             del feed.followers[token]
             if not feed.followers:
                 self._feeds.pop(turn_id, None)
 
     _watcher_healthy = True
+
+    def _pulsing(self) -> list[LiveTurn | _Feed]:
+        return [*super()._pulsing(), *(feed for feed in self._feeds.values() if feed.followers)]
 
     async def _watch(self) -> None:
         """Feed this process's readers of turns written by other processes."""
@@ -629,6 +688,7 @@ class RedisEventLog(_Writers):
         # (it blocks for WATCHER_BLOCK_MS at most).
         self._stopping = True
         self._registered.set()
+        await self._stop_ticker()
         for task in (self._presence_task, self._retry):
             if task is not None:
                 task.cancel()

@@ -150,6 +150,10 @@ class LiveTurn:
             return
         self.visible = fresh[-1].seq
         self._recent = fresh
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the readers waiting for this turn (new events, or time to check their heartbeat)."""
         self.pulse.set()
         self.pulse = asyncio.Event()
 

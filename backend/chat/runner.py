@@ -28,9 +28,10 @@ from backend.chat.store import Chunk, TurnStore
 from backend.chat.turn import Status, Turn, TurnEnding, TurnFailed
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
-from backend.inference.client import ChatRequest, Delta, Finish, SGLangClient, UpstreamError, Usage
+from backend.inference.client import SGLangClient
 from backend.inference.policies import Outcome, PreviousTurn, RouteRequest
 from backend.inference.pool import Dispatch, WorkerPool
+from backend.inference.wire import ChatRequest, Delta, Finish, UpstreamError, Usage
 from backend.observability import metrics
 from backend.periodic import Periodic
 from backend.settings import ChatSettings
@@ -97,6 +98,38 @@ class Generation:
 
     def text(self) -> tuple[str, str | None]:
         return self.live.text()
+
+
+class Relay:
+    """Where a worker's stream goes (a ``StreamSink``): into the turn's live log, as the chunks arrive."""
+
+    __slots__ = ("add", "deadline", "gap", "generation", "live", "loop", "pushed_at", "runner")
+
+    def __init__(self, runner: TurnRunner, generation: Generation) -> None:
+        self.runner, self.generation, self.live = runner, generation, generation.live
+        self.add = runner.event_log.delta
+        self.loop = asyncio.get_running_loop()
+        self.gap = runner.settings.token_gap_timeout_s
+        self.deadline: asyncio.Timeout | None = None
+        self.pushed_at = 0.0
+
+    def delta(self, item: Delta) -> None:
+        if self.generation.first_token_at is None:
+            self.runner._first_token(self.generation)
+        now = self.loop.time()
+        if now - self.pushed_at > self.gap / 2 and self.deadline is not None:
+            self.deadline.reschedule(now + self.gap)
+            self.pushed_at = now
+        if item.reasoning:
+            self.add(self.live, REASONING, item.reasoning)
+        if item.content:
+            self.add(self.live, CONTENT, item.content)
+
+    def finish(self, item: Finish) -> None:
+        self.generation.finish_reason = item.reason
+
+    def usage(self, item: Usage) -> None:
+        self.generation.usage = item
 
 
 class TurnRunner:
@@ -346,42 +379,21 @@ class TurnRunner:
         )
 
     async def _stream(self, generation: Generation, request: ChatRequest) -> None:
-        """Relay the worker's stream into the turn's live log. This is the hot path of the whole service
-        (SGLang sends one chunk per token): each delta is a list append, and the event log seals what
-        piled up once per coalescing window."""
+        """Relay the worker's stream into the turn's live log: the hot path of the whole service (SGLang
+        sends one chunk per token). The connection hands each chunk's items to a ``Relay`` from the event
+        loop's I/O callback; a delta is a list append, and the event log seals what piled up once per
+        coalescing window. This task only waits for the end."""
         assert generation.worker is not None
-        loop = asyncio.get_running_loop()
-        gap = self.settings.token_gap_timeout_s
-        live, add = generation.live, self.event_log.delta
-        stream = self.client.stream_chat(generation.worker, request)
+        relay = Relay(self, generation)
         try:
             # One deadline for the whole stream: first the wait for the first token, then the longest
-            # allowed gap between tokens. It is pushed forward only once half the gap has passed, so a
-            # stream costs a timer reset every gap/2 seconds rather than one per token.
+            # allowed gap between tokens (the relay pushes it forward at most twice per gap).
             async with asyncio.timeout(self.settings.first_token_timeout_s) as deadline:
-                pushed_at = 0.0
-                async for item in stream:
-                    if isinstance(item, Delta):
-                        if generation.first_token_at is None:
-                            self._first_token(generation)
-                            pushed_at = 0.0
-                        now = loop.time()
-                        if now - pushed_at > gap / 2:
-                            deadline.reschedule(now + gap)
-                            pushed_at = now
-                        if item.reasoning:
-                            add(live, REASONING, item.reasoning)
-                        if item.content:
-                            add(live, CONTENT, item.content)
-                    elif isinstance(item, Finish):
-                        generation.finish_reason = item.reason
-                    elif isinstance(item, Usage):
-                        generation.usage = item
+                relay.deadline = deadline
+                await self.client.stream_chat(generation.worker, request, relay)
         except TimeoutError as exc:
             await self._abort_upstream(generation)
             raise UpstreamError("no token within the timeout") from exc
-        finally:
-            await stream.aclose()
         if generation.finish_reason is None:
             raise UpstreamError("the stream ended without a finish reason")
         if generation.finish_reason == "abort":

@@ -10,7 +10,7 @@ from uuid import UUID
 from backend.admission.tiers import TierLimits
 from backend.chat.layout import Layout
 from backend.db import models as m
-from backend.inference.client import Usage
+from backend.inference.wire import Usage
 from backend.settings import ModelSpec
 
 UPSTREAM_PRIORITY_STEP = 100

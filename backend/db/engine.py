@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from backend.observability import metrics
 from backend.settings import Settings
 
 
@@ -24,8 +25,14 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _count_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    # The statement's verb only (SELECT, INSERT, ... BEGIN): cheap, and it never holds data.
+    metrics.DB_STATEMENTS.labels(statement.lstrip()[:6].upper().rstrip()).inc()
+
+
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
-    """An engine for the configured database, with SQLite's pragmas or PostgreSQL's pool sizes."""
+    """An engine for the configured database, with SQLite's pragmas or PostgreSQL's pool sizes; every
+    statement it runs is counted (``surge_db_statements_total``)."""
     url = url or settings.database_url
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -38,8 +45,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             hide_parameters=True,
         )
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.database.echo,
         hide_parameters=True,
@@ -49,6 +57,8 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         # A replica whose database connection broke should find out at checkout, not mid-turn.
         pool_recycle=1800,
     )
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

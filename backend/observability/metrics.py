@@ -51,6 +51,14 @@ EVENT_LOG_DROPPED = Counter(
     "Ended turns whose log was never published (Redis away too long); readers replay them from the database",
 )
 
+# --- the database ---
+DB_STATEMENTS = Counter(
+    "surge_db_statements_total",
+    "SQL statements sent to the database (an executemany counts once; transactions' BEGIN and COMMIT "
+    "do not), by verb: SELECT, INSERT, UPDATE, ...",
+    ["verb"],
+)
+
 # --- push: devices, the outbox and FCM ---
 PUSH_SENDS = Counter(
     "surge_push_sends_total",
