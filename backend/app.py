@@ -99,11 +99,15 @@ async def docs(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(SCALAR.render(request, request.app.openapi_schema.to_schema()), media_type=MediaType.HTML)
 
 
+def notified(turn: FinishedTurn) -> bool:
+    """An answer that finished while no client watched its stream gets an "answer ready" push."""
+    return turn.status == "complete" and not turn.attached
+
+
 async def notify_if_unattended(session: AsyncSession, turn: FinishedTurn) -> None:
-    """An answer finished while no client watched its stream: queue an "answer ready" push, in the
-    transaction that stores the answer (so it is sent exactly when the answer exists). Chat knows nothing
-    of push; this is where the two meet."""
-    if turn.status == "complete" and not turn.attached:
+    """Queue the push of an unwatched answer in the transaction that stores the answer (so it is sent
+    exactly when the answer exists). Chat knows nothing of push; this is where the two meet."""
+    if notified(turn):
         await enqueue_completion(
             session, user_id=turn.user_id, conversation_id=turn.conversation_id, message_id=turn.message_id
         )
@@ -212,8 +216,15 @@ def build_components(settings: Settings) -> Components:
     admission = AdmissionController(
         pool=pool, settings=settings.admission, board=shared.board, replica_id=replica_id, limiter=limiter
     )
+    firebase_app = build_firebase_app(settings)
+    push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
     store = TurnStore(sessions, event_log)
     store.finishers.append(notify_if_unattended)
+    dispatcher = (
+        PushDispatcher(sessions, push_sender, settings.push) if settings.push.dispatcher_enabled else None
+    )
+    if dispatcher is not None:
+        store.committed.append(lambda turn: dispatcher.wake() if notified(turn) else None)
     runner = TurnRunner(
         sessions=sessions,
         store=store,
@@ -231,11 +242,9 @@ def build_components(settings: Settings) -> Components:
         runner.on_complete.append(title_writer.after_turn)
 
     access_tokens = AccessTokens(settings.auth)
-    firebase_app = build_firebase_app(settings)
     firebase_auth = None
     if firebase_app is not None and firebase_app.project_id:
         firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
-    push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
 
     return Components(
         settings=settings,
@@ -280,9 +289,7 @@ def build_components(settings: Settings) -> Components:
         firebase_app=firebase_app,
         firebase_auth=firebase_auth,
         push_sender=push_sender,
-        dispatcher=PushDispatcher(sessions, push_sender, settings.push)
-        if settings.push.dispatcher_enabled
-        else None,
+        dispatcher=dispatcher,
         readiness=readiness_checks(settings, engine, redis, pool),
     )
 

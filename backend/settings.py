@@ -354,8 +354,12 @@ class PushSettings(SettingsGroup, kw_only=True, frozen=True):
         bool, doc("Run the push outbox dispatcher in this process (every replica runs one)")
     ] = True
     poll_interval_s: Annotated[
-        float, doc("How often the dispatcher looks for pushes that are due, seconds")
-    ] = 1.0
+        float,
+        doc(
+            "How often the dispatcher looks for pushes that are due, seconds (a push enqueued by this "
+            "process wakes it at once)"
+        ),
+    ] = 5.0
     batch_size: Annotated[int, doc("Pushes sent per FCM batch (1-500)")] = 100
     claim_ttl_s: Annotated[
         int, doc("Seconds a dispatcher's claim on a push holds; after that another replica may send it")

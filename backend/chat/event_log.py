@@ -132,6 +132,10 @@ class _Writers:
 
     def delta(self, live: LiveTurn, kind: int, text: str) -> None:
         if live.add(kind, text):
+            if not live.runs:
+                # A turn's first delta goes out at once: the window would add to its time to first token.
+                asyncio.get_running_loop().call_soon(self.seal, live)
+                return
             self._due.append(live)
             if self._window is None:
                 self._window = asyncio.get_running_loop().call_later(self.coalesce_s, self._close_window)

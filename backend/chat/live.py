@@ -57,6 +57,7 @@ class LiveTurn:
         "layout",
         "published",
         "pulse",
+        "runs",
         "texts",
         "turn_id",
         "visible",
@@ -80,6 +81,8 @@ class LiveTurn:
         self._recent: list[TurnEvent] = []
         self.pulse = asyncio.Event()
         self.followers = 0
+        # Deltas closed so far (the first goes out without waiting for a window: time to first token).
+        self.runs = 0
 
     def seed(self, events: list[TurnEvent]) -> None:
         """Start from a log another process began (a turn re-run after its replica died): those events
@@ -124,6 +127,7 @@ class LiveTurn:
         text = self.texts[self._open_kind]
         self._starts.append(text.length)
         text.append(piece)
+        self.runs += 1
         self.layout.add_delta(self._open_kind, len(piece))
         self._sealed.append(
             TurnEvent(

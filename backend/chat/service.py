@@ -200,16 +200,17 @@ class TurnService:
         idempotency = (f"send:{conversation_id}", idempotency_key, fingerprint)
         async with self.sessions() as session:
             tree = MessageTree(session)
-            conversation = await ConversationService(session, self.inference).owned(user.id, conversation_id)
+            conversations = ConversationService(session, self.inference)
+            conversation = await conversations.owned(user.id, conversation_id, lock_user=True)
             model = self.resolve_model(request.model, conversation.model)
 
             async def branch() -> list[m.Message]:
-                parent_id = (
-                    request.parent_id
-                    if not isinstance(request.parent_id, msgspec.UnsetType)
-                    else await tree.current_leaf_id(conversation)
-                )
-                path = await tree.path_to(parent_id) if parent_id is not None else []
+                if isinstance(request.parent_id, msgspec.UnsetType):
+                    path = await tree.current_branch(conversation)  # continues the current branch
+                    parent_id = path[-1].id if path else None
+                else:
+                    parent_id = request.parent_id
+                    path = await tree.path_to(parent_id) if parent_id is not None else []
                 if parent_id is not None:
                     _check_parent(conversation.id, path[-1] if path else None)
                 message = tree.append(
@@ -231,7 +232,7 @@ class TurnService:
         async with self.sessions() as session:
             answer = await _owned_answer(session, user.id, answer_id)
             conversation = await ConversationService(session, self.inference).owned(
-                user.id, answer.conversation_id
+                user.id, answer.conversation_id, lock_user=True
             )
             question = await session.get(m.Message, answer.parent_id) if answer.parent_id else None
             if question is None:
@@ -261,7 +262,7 @@ class TurnService:
         runner renders the prompt from it), store the answer."""
         scope, key, fingerprint = idempotency
         await self._shed_early(session, user, model, scope, key, fingerprint)
-        async with self._accepting(session, user.id):
+        async with self._accepting(user.id):
             replay = await _replay(session, user.id, scope, key, fingerprint)
             if replay is not None:
                 return replay
@@ -349,12 +350,10 @@ class TurnService:
         raise self.admission.shed(model.id)
 
     @asynccontextmanager
-    async def _accepting(self, session: AsyncSession, user_id: UUID) -> AsyncIterator[None]:
-        """One turn acceptance at a time per user, so that the concurrency cap cannot be raced."""
+    async def _accepting(self, user_id: UUID) -> AsyncIterator[None]:
+        """One turn acceptance at a time per user, so that the concurrency cap cannot be raced: in this
+        process by a lock, across replicas by the user's row, locked when the conversation was read."""
         async with self.user_locks.hold(user_id):
-            if session.get_bind().dialect.name == "postgresql":
-                # Across replicas: a row lock on the user until this transaction ends.
-                await session.execute(select(m.User.id).where(m.User.id == user_id).with_for_update())
             yield
 
     async def _check_allowed(self, session: AsyncSession, user: m.User) -> TierLimits:

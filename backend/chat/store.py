@@ -125,8 +125,9 @@ class TurnStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], event_log: EventLog) -> None:
         self.sessions = sessions
         self.event_log = event_log
-        # Extra work done when a turn's end is stored, inside its transaction.
+        # Extra work done when a turn's end is stored, inside its transaction, and after it committed.
         self.finishers: list[Finisher] = []
+        self.committed: list[Callable[[FinishedTurn], None]] = []
 
     # --- while a turn runs ---
     async def mark_streaming(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -291,4 +292,6 @@ class TurnStore:
             for finisher in self.finishers:
                 await finisher(session, finished)
             await session.commit()
-            return stored
+        for callback in self.committed:
+            callback(finished)
+        return stored

@@ -73,13 +73,17 @@ class ConversationService:
             shown.append(message)
         return shown
 
-    async def owned(self, user_id: UUID, conversation_id: UUID) -> m.Conversation:
-        """The conversation if this user owns it; someone else's is indistinguishable from none."""
-        conversation = await self.session.scalar(
-            select(m.Conversation).where(
-                m.Conversation.id == conversation_id, m.Conversation.user_id == user_id
-            )
+    async def owned(self, user_id: UUID, conversation_id: UUID, *, lock_user: bool = False) -> m.Conversation:
+        """The conversation if this user owns it; someone else's is indistinguishable from none.
+
+        ``lock_user``: on PostgreSQL, also lock the user's row until the transaction ends (in the same
+        statement): accepting a turn holds it, so that replicas cannot race the user's concurrency cap."""
+        statement = select(m.Conversation).where(
+            m.Conversation.id == conversation_id, m.Conversation.user_id == user_id
         )
+        if lock_user and self.session.get_bind().dialect.name == "postgresql":
+            statement = statement.join(m.User, m.User.id == m.Conversation.user_id).with_for_update(of=m.User)
+        conversation = await self.session.scalar(statement)
         if conversation is None:
             raise NotFound("Conversation not found.")
         return conversation

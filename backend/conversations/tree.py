@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import literal, select
+from sqlalchemy import ColumnElement, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import models as m
@@ -18,23 +18,26 @@ class MessageTree:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def latest_message_id(self, conversation_id: UUID) -> UUID | None:
-        """The most recently created message, which is always a leaf: nothing created later is its parent."""
-        return await self.session.scalar(
-            select(m.Message.id)
-            .where(m.Message.conversation_id == conversation_id)
-            .order_by(m.Message.id.desc())
-            .limit(1)
-        )
-
-    async def current_leaf_id(self, conversation: m.Conversation) -> UUID | None:
-        return conversation.current_leaf_id or await self.latest_message_id(conversation.id)
-
     async def path_to(self, leaf_id: UUID) -> list[m.Message]:
         """Root-first path from the tree's root to ``leaf_id``, following parent pointers."""
-        step = select(m.Message.id, m.Message.parent_id, literal(0).label("depth")).where(
-            m.Message.id == leaf_id
+        return await self._path(m.Message.id == leaf_id)
+
+    async def current_branch(self, conversation: m.Conversation) -> list[m.Message]:
+        """The path to the selected leaf, else to the newest message (always a leaf: nothing created later
+        is its parent), in one query either way."""
+        if conversation.current_leaf_id is not None:
+            return await self.path_to(conversation.current_leaf_id)
+        newest = (
+            select(m.Message.id)
+            .where(m.Message.conversation_id == conversation.id)
+            .order_by(m.Message.id.desc())
+            .limit(1)
+            .scalar_subquery()
         )
+        return await self._path(m.Message.id == newest)
+
+    async def _path(self, leaf: ColumnElement[bool]) -> list[m.Message]:
+        step = select(m.Message.id, m.Message.parent_id, literal(0).label("depth")).where(leaf)
         path = step.cte("path", recursive=True)
         path = path.union_all(
             select(m.Message.id, m.Message.parent_id, (path.c.depth + 1).label("depth")).join(
@@ -45,10 +48,6 @@ class MessageTree:
             select(m.Message).join(path, m.Message.id == path.c.id).order_by(path.c.depth.desc())
         )
         return list(rows)
-
-    async def current_branch(self, conversation: m.Conversation) -> list[m.Message]:
-        leaf_id = await self.current_leaf_id(conversation)
-        return await self.path_to(leaf_id) if leaf_id else []
 
     async def latest_leaf_under(self, conversation_id: UUID, message_id: UUID) -> UUID | None:
         """The most recent descendant of ``message_id`` (itself if it has none); None if not in this tree."""

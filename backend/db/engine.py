@@ -53,8 +53,10 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         hide_parameters=True,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.max_overflow,
-        pool_pre_ping=True,
-        # A replica whose database connection broke should find out at checkout, not mid-turn.
+        # No ping at every checkout (a round trip each, several per turn): the first statement to meet a
+        # broken connection (PostgreSQL restarted) fails, and SQLAlchemy then drops every connection made
+        # before it, so the pool recovers at once. That statement's request is answered 503 with
+        # Retry-After (backend.errors), a background loop retries at its next round.
         pool_recycle=1800,
     )
     event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)

@@ -96,6 +96,7 @@ class PushDispatcher:
         self.settings = settings
         self.clock = clock
         self._stopping = asyncio.Event()
+        self._nudged = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_prune: datetime | None = None
 
@@ -107,9 +108,14 @@ class PushDispatcher:
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=f"push-dispatcher-{self.id}")
 
+    def wake(self) -> None:
+        """A push was just enqueued here: look now rather than at the next poll."""
+        self._nudged.set()
+
     async def stop(self, timeout_s: float = 10.0) -> None:
         """Let the pass in progress finish (its claims would otherwise wait out their expiry), then stop."""
         self._stopping.set()
+        self._nudged.set()
         if self._task is None:
             return
         try:
@@ -129,8 +135,11 @@ class PushDispatcher:
                 handled = 0
             if handled >= self.settings.batch_size:
                 continue  # a full batch: more are probably waiting
+            # Woken at once for pushes enqueued here; the poll finds the rest (other replicas', retries
+            # coming due, claims of a replica that died).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_interval_s)
+                await asyncio.wait_for(self._nudged.wait(), self.settings.poll_interval_s)
+            self._nudged.clear()
 
     # --- one pass ---
 
