@@ -314,15 +314,18 @@ local out = {}
 for i = 3, #ARGV, 5 do
   local key, flags = ARGV[i], tonumber(ARGV[i + 4])
   local first, ends = flags % 2 == 1, flags >= 2
-  if not first and redis.call('EXISTS', key) == 0 then
+  local added
+  if first then
+    added = redis.pcall('XADD', key, ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
+  else
+    added = redis.pcall('XADD', key, 'NOMKSTREAM', ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
+  end
+  if type(added) == 'table' and added.err then
+    if string.find(added.err, 'equal or smaller', 1, true) then out[#out + 1] = 2 else out[#out + 1] = 3 end
+  elseif not added then
     out[#out + 1] = 1
   else
-    local added = redis.pcall('XADD', key, ARGV[i + 1], 'e', ARGV[i + 2], 'd', ARGV[i + 3])
-    if type(added) == 'table' and added.err then
-      if string.find(added.err, 'equal or smaller', 1, true) then out[#out + 1] = 2 else out[#out + 1] = 3 end
-    else
-      out[#out + 1] = 0
-    end
+    out[#out + 1] = 0
     if ends then
       redis.call('EXPIRE', key, ARGV[2])
     elseif first then

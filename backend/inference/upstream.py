@@ -64,6 +64,7 @@ class _Exchange(asyncio.Protocol):
         self.error_body = bytearray()
         self.closed = False
         self.idle_since = 0.0
+        self.error: UpstreamError | None = None
 
     # --- asyncio.Protocol ---
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,8 +73,11 @@ class _Exchange(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except Exception as exc:  # a malformed response, or a bug in a sink: the stream fails, not the loop
-            self._fail(exc if isinstance(exc, UpstreamError) else UpstreamError(f"bad response: {exc}"))
+        except Exception as exc:  # a malformed response: the stream fails, not the loop
+            self._fail(self.error or UpstreamError(f"bad response from the worker: {exc}"))
+            return
+        if self.error is not None:
+            self._fail(self.error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -84,6 +88,15 @@ class _Exchange(asyncio.Protocol):
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._on_body(body)
+        except Exception as exc:
+            # Raised from here, httptools would swallow it into a parser error of its own: keep it.
+            self.error = exc if isinstance(exc, UpstreamError) else UpstreamError(f"bad chunk: {exc}")
+
+    def _on_body(self, body: bytes) -> None:
         if self.status != 200:
             if len(self.error_body) < _ERROR_BODY_BYTES:
                 self.error_body += body[: _ERROR_BODY_BYTES - len(self.error_body)]
@@ -106,6 +119,8 @@ class _Exchange(asyncio.Protocol):
                     sink.usage(item)
 
     def on_message_complete(self) -> None:
+        if self.error is not None:
+            return  # data_received fails the stream once the parser is done with this piece
         done, self.done, self.sink = self.done, None, None
         if self.status != 200:
             body = self.error_body.decode(errors="replace")[:500]
@@ -127,7 +142,7 @@ class _Exchange(asyncio.Protocol):
     # --- use ---
     def send(self, head: bytes, body: bytes, sink: StreamSink) -> asyncio.Future[None]:
         assert self.transport is not None
-        self.sink, self.status, self.tail = sink, 0, b""
+        self.sink, self.status, self.tail, self.error = sink, 0, b"", None
         self.error_body.clear()
         self.done = asyncio.get_running_loop().create_future()
         self.transport.write(head + body)
@@ -178,10 +193,12 @@ class UpstreamStreams:
     @staticmethod
     async def _exchange(exchange: _Exchange, head: bytes, body: bytes, sink: StreamSink) -> None:
         done = exchange.send(head, body, sink)
+        ended = False
         try:
             await done
+            ended = True
         finally:
-            if not done.done():  # cancelled mid-stream
+            if not ended:  # cancelled mid-stream (awaiting it cancelled the future too), or failed
                 exchange.close()
 
     async def _connection(
