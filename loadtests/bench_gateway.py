@@ -96,7 +96,8 @@ class Reading:
     tokens: float
     turns: float
     transactions: float = 0.0
-    wal_bytes: float = 0.0
+    rows_written: float = 0.0
+    database_bytes: float = 0.0
     redis_commands: float = 0.0
     redis_by_command: dict[str, float] = field(default_factory=dict)
 
@@ -141,11 +142,13 @@ class Rig:
             connection = await asyncpg.connect(POSTGRES_DSN)
             try:
                 row = await connection.fetchrow(
-                    "SELECT xact_commit + xact_rollback AS xacts FROM pg_stat_database WHERE datname = $1",
+                    "SELECT xact_commit + xact_rollback AS xacts, tup_inserted + tup_updated + tup_deleted"
+                    " AS rows, pg_database_size(datname) AS size FROM pg_stat_database WHERE datname = $1",
                     self.database_name,
                 )
-                reading.transactions = float(row["xacts"]) if row else 0.0
-                reading.wal_bytes = float(await connection.fetchval("SELECT wal_bytes FROM pg_stat_wal"))
+                if row is not None:
+                    reading.transactions, reading.rows_written = float(row["xacts"]), float(row["rows"])
+                    reading.database_bytes = float(row["size"])
             finally:
                 await connection.close()
         if self.redis is not None:
@@ -391,7 +394,8 @@ async def turn_phase(
             (after.per(before, "statements") - idle["statements_per_s"] * span) / turns, 2
         ),
         "transactions_per_turn": round(after.per(before, "transactions") / turns, 2),
-        "wal_kb_per_turn": round(after.per(before, "wal_bytes") / turns / 1024, 2),
+        "rows_written_per_turn": round(after.per(before, "rows_written") / turns, 2),
+        "database_kb_per_turn": round(after.per(before, "database_bytes") / turns / 1024, 2),
         "redis_commands_per_turn": round(
             (after.per(before, "redis_commands") - idle["redis_commands_per_s"] * span) / turns, 2
         ),
@@ -400,12 +404,14 @@ async def turn_phase(
 
 
 async def token_phase(
-    setup: Rig, streams: int, idle: dict[str, float], cpu_ms_per_turn: float
+    setup: Rig, streams: int, idle: dict[str, float], cpu_ms_per_turn: float, profile: Path | None = None
 ) -> dict[str, Any]:
     """``streams`` long reasoning answers at once, at real speed, from their send to their end: CPU per
     relayed token (the process's idle work and the turns' own cost subtracted), tokens per event the
     client got, and the database work of a long turn (compare with a short one's: it should not grow)."""
     before = await setup.read()
+    if profile is not None:
+        asyncio.get_running_loop().call_later(15, profile_surge, setup, profile, 15)
     turns = await asyncio.gather(
         *(
             surge_turn(
@@ -436,7 +442,8 @@ async def token_phase(
         "mean_tokens_per_turn": round(sum(t.tokens for t in ended) / max(1, len(ended))),
         "statements_per_turn": round((after.per(before, "statements") - background) / max(1, len(ended)), 2),
         "transactions_per_turn": round(after.per(before, "transactions") / max(1, len(ended)), 2),
-        "wal_kb_per_turn": round(after.per(before, "wal_bytes") / max(1, len(ended)) / 1024, 2),
+        "rows_written_per_turn": round(after.per(before, "rows_written") / max(1, len(ended)), 2),
+        "database_kb_per_turn": round(after.per(before, "database_bytes") / max(1, len(ended)) / 1024, 2),
         "redis_commands_per_turn": round(
             (after.per(before, "redis_commands") - idle["redis_commands_per_s"] * span) / max(1, len(ended)),
             2,
@@ -567,6 +574,14 @@ def profile_surge(setup: Rig, path: Path, seconds: int) -> subprocess.Popen[byte
     )  # fmt: skip
 
 
+def profile_path(args: argparse.Namespace, kind: str, phase: str) -> Path | None:
+    """Where the profile of ``phase`` goes, beside the JSON; None if that phase is not profiled."""
+    if phase.split("-")[0] not in args.profile:
+        return None
+    path: Path = args.json.with_name(f"{args.json.stem}-{kind}-{phase}-profile.txt")
+    return path
+
+
 # --- one backend, every phase ---
 async def bench_backend(
     kind: str, args: argparse.Namespace, worker_url: str, worker: psutil.Process
@@ -598,7 +613,9 @@ async def bench_backend(
             async with fresh() as setup:
                 print(f"[{kind}] {args.token_streams} long answers, from send to end", file=sys.stderr)
                 per_turn = result.get("turns", {}).get("cpu_ms_per_turn", 0.0)
-                result["tokens"] = await token_phase(setup, args.token_streams, idle, per_turn)
+                result["tokens"] = await token_phase(
+                    setup, args.token_streams, idle, per_turn, profile_path(args, kind, "tokens")
+                )
         if "light" in args.phases:
             async with fresh() as setup:
                 print(f"[{kind}] added TTFT at light load ({args.pairs} turns each way)", file=sys.stderr)
@@ -627,7 +644,7 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
     print(f"parameters: {vars(args)}")
     header = (
         f"{'backend':<9} {'idle %core':>10} {'ms CPU/turn':>11} {'us CPU/token':>12} {'tok/event':>9} "
-        f"{'stmt/turn':>9} {'stmt/long':>9} {'WAL KB/turn':>11} {'redis/turn':>10} {'TTFT +p50':>9} "
+        f"{'stmt/turn':>9} {'stmt/long':>9} {'DB KB/turn':>11} {'redis/turn':>10} {'TTFT +p50':>9} "
         f"{'TTFT +p99':>9} {'held':>6}"
     )
     print(header)
@@ -641,7 +658,7 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
             f"{turns['cpu_ms_per_turn']:>11.2f} "
             f"{tokens['cpu_us_per_token']:>12.2f} {tokens['tokens_per_event']:>9.2f} "
             f"{turns['statements_per_turn']:>9.2f} {tokens['statements_per_turn']:>9.2f} "
-            f"{turns['wal_kb_per_turn']:>11.2f} {turns['redis_commands_per_turn']:>10.2f} "
+            f"{turns['database_kb_per_turn']:>11.2f} {turns['redis_commands_per_turn']:>10.2f} "
             f"{light['added_p50_ms']:>7.1f}ms {light['added_p99_ms']:>7.1f}ms {r['max_streams_held']:>6}"
         )
     print("\nstreams held (probe TTFT and delta gaps both ways while they flow; cores of each process):")
@@ -679,7 +696,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100, help="turns each way for the light-load TTFT")
     parser.add_argument("--probes", type=int, default=30, help="probe turns each way per level")
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--profile-turns", action="store_true", help="profile the short turns too")
+    parser.add_argument(
+        "--profile", nargs="*", default=["hold"], choices=PHASES,
+        help="phases to profile with py-spy (hold: its largest level)",
+    )  # fmt: skip
     parser.add_argument(
         "--phases", nargs="+", default=list(PHASES), choices=PHASES, help="which measurements to run"
     )
