@@ -28,6 +28,10 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
@@ -63,7 +67,7 @@ from backend.db.base import new_id
 from backend.db.engine import alchemy_config, create_engine, session_factory
 from backend.deps import shared_providers, singleton
 from backend.errors import EXCEPTION_HANDLERS
-from backend.firebase import build_firebase_app, close_firebase_app
+from backend.firebase import build_firebase_app, close_firebase_app, use_local_endpoints
 from backend.inference.client import SGLangClient
 from backend.inference.deps import inference_providers
 from backend.inference.health import HealthMonitor
@@ -153,6 +157,21 @@ class Components:
     readiness: ReadinessChecks
 
 
+def redis_client(url: str) -> aioredis.Redis:
+    """A pooled client that recovers by itself when Redis restarts: a command that meets a dead pooled
+    connection is retried on a fresh one (a few times, backing off), and a connection idle for a while is
+    checked before use. Timeouts bound every wait (the event log's blocking read lasts 100 ms)."""
+    return aioredis.Redis.from_url(
+        url,
+        max_connections=200,
+        socket_connect_timeout=1.0,
+        socket_timeout=5.0,
+        health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SharedState:
     """What the replicas of one deployment share: in Redis, or in this process when it is alone."""
@@ -208,7 +227,7 @@ def build_components(settings: Settings) -> Components:
     engine = create_engine(settings)
     sessions = session_factory(engine)
     replica_id = new_id()
-    redis = aioredis.Redis.from_url(settings.redis.url, max_connections=200) if settings.redis.url else None
+    redis = redis_client(settings.redis.url) if settings.redis.url else None
     shared = shared_state(settings, redis)
     event_log, control, limiter = shared.event_log, shared.control, shared.limiter
     pool = WorkerPool.from_settings(settings.inference)
@@ -218,6 +237,8 @@ def build_components(settings: Settings) -> Components:
     )
     firebase_app = build_firebase_app(settings)
     push_sender = build_sender(firebase_app, has_credentials=bool(settings.fcm.credentials_file))
+    if settings.fcm.send_url and firebase_app is not None:
+        use_local_endpoints(firebase_app, fcm_send_url=settings.fcm.send_url)
     store = TurnStore(sessions, event_log)
     store.finishers.append(notify_if_unattended)
     dispatcher = (

@@ -5,7 +5,8 @@ Two things need them, which is why firebase-admin is pinned (pyproject.toml):
 - :func:`configure_messaging` gives the messaging service an HTTP client that tries once, so that the push
   outbox, not the SDK, decides when to retry (the SDK would retry 500/503 four times in line, ignoring
   ``Retry-After``, while the whole batch waits);
-- :func:`use_local_endpoints` points the SDK at local fakes of Google's endpoints (tests only).
+- :func:`use_local_endpoints` points the SDK at stand-ins of Google's endpoints (tests; and FCM's, with
+  ``SURGE_FCM_SEND_URL``, in staging and ``make chaos``).
 
 ``tests/push/test_firebase_internals.py`` fails with a clear message if a new firebase-admin moves them.
 """

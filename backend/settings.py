@@ -345,6 +345,13 @@ class FcmSettings(SettingsGroup, kw_only=True, frozen=True):
         str, doc("Service-account JSON file FCM pushes are sent with. Unset: pushes are logged, not sent")
     ] = ""
     timeout_s: Annotated[int, doc("Timeout of one request to FCM, seconds")] = 10
+    send_url: Annotated[
+        str,
+        doc(
+            "FCM's send endpoint (`https://.../v1/projects/{project}/messages:send`) for a stand-in of FCM "
+            "in staging or load tests (`make chaos`); unset: Google's"
+        ),
+    ] = ""
 
 
 class PushSettings(SettingsGroup, kw_only=True, frozen=True):

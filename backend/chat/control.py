@@ -51,7 +51,11 @@ class RedisControlChannel:
         self._stopping = False
 
     async def request_cancel(self, turn_id: UUID) -> None:
-        await self.redis.publish(self.channel, str(turn_id))
+        """Best effort: with Redis away the request reaches nobody, and the caller ends the turn itself."""
+        try:
+            await self.redis.publish(self.channel, str(turn_id))
+        except (RedisError, OSError) as exc:
+            logger.warning("cancel channel unreachable", extra={"error": type(exc).__name__})
 
     async def start(self, on_cancel: CancelHandler) -> None:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

@@ -36,6 +36,7 @@ from backend.settings import ModelSpec, Settings
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CANCEL_WAIT_S = 5.0
+CANCEL_POLL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,18 +370,23 @@ class TurnService:
         if answer.status not in m.ACTIVE_STATUSES:
             return answer
         if not await self.runner.cancel(answer.id):
+            # Another replica generates it (or none, if it died): ask whoever does. With the channel down,
+            # nobody answers, and the turn is ended from here.
             await self.control.request_cancel(answer.id)
             if not await self._await_terminal(answer.id):
                 await self._force_cancel(user, answer)
         return await self.owned_answer(user.id, answer_id)
 
     async def _await_terminal(self, turn_id: UUID) -> bool:
-        """Wait (bounded) for the owning replica to end the turn after a remote cancel."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CANCEL_WAIT_S):
-                async for batch in self.event_log.follow(turn_id, 0, heartbeat_s=1.0):
-                    if batch and batch[-1].terminal:
-                        return True
+        """Wait (bounded) for the owning replica to end the turn after a remote cancel: its row says so
+        first (the terminal event follows the stored end), and it can be read with Redis away."""
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(CANCEL_POLL_S)
+            async with self.sessions() as session:
+                status = await session.scalar(select(m.Message.status).where(m.Message.id == turn_id))
+            if status not in m.ACTIVE_STATUSES:
+                return True
         return False
 
     async def _force_cancel(self, user: m.User, answer: m.Message) -> None:
