@@ -8,7 +8,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help run test test-fast lint format bench-db bench-gateway bench-routing spike clean
+.PHONY: help run test test-fast lint format bench-db bench-gateway bench-routing spike chaos clean
 
 help:
 	@echo "make run       the service on the embedded default (SQLite), printing its URL"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-gateway  what Surge adds between a client and an SGLang worker"
 	@echo "make bench-routing  routing policies (and sglang-router) on a simulated fleet"
 	@echo "make spike     Locust's app-store spike on PostgreSQL+Redis, report in spike-report/ (SPIKE_ARGS=...)"
+	@echo "make chaos     dependency faults under load (restarts the local PostgreSQL and Redis!), docs/results/chaos.md"
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { \
@@ -62,3 +63,7 @@ bench-routing: .venv/.synced
 
 spike: .venv/.synced
 	$(UV) run --frozen python -m loadtests.spike $(SPIKE_ARGS)
+
+# Restarts the local PostgreSQL and Redis: run it alone (CHAOS_ARGS="--only redis_restart" etc.).
+chaos: .venv/.synced
+	$(UV) run --frozen python -m loadtests.chaos $(CHAOS_ARGS)
