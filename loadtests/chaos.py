@@ -253,7 +253,8 @@ async def user(rig: Rig, index: int, record: Record, stop: asyncio.Event) -> Non
         conversation = (await client.conversations.create()).id
         while not stop.is_set():
             if random.random() < 0.15:
-                await unattended_turn(client, conversation, record)
+                # In a conversation of its own: the next send here must not answer a turn still running.
+                await unattended_turn(client, (await client.conversations.create()).id, record)
             else:
                 await streamed_turn(client, conversation, record)
             await asyncio.sleep(random.uniform(0.2, 1.0))
@@ -336,6 +337,7 @@ async def audit(rig: Rig, record: Record, started: float) -> dict[str, Any]:
         "streams_without_an_end": sum(1 for s in acknowledged if s.terminal is None and s.error is None),
         "streams_with_two_ends": sum(1 for s in record.streams if s.terminals > 1),
         "sdk_gave_up": sum(1 for s in record.streams if s.error),
+        "sdk_errors": sorted({s.error for s in record.streams if s.error}),
         "text_mismatches": len(mismatched),
         "failed_turns": len(failed),
         "failed_codes": sorted({str(stored[s.answer_id or ""][3]) for s in failed}),
