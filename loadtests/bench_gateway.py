@@ -603,12 +603,7 @@ async def bench_backend(
                 print(f"[{kind}] idle for {args.idle_s:.0f} s", file=sys.stderr)
                 result["idle"] = idle = await idle_phase(setup, args.idle_s)
                 print(f"[{kind}] {args.turns} short turns", file=sys.stderr)
-                profile = (
-                    args.json.with_name(f"{args.json.stem}-{kind}-turns-profile.txt")
-                    if args.profile_turns
-                    else None
-                )
-                result["turns"] = await turn_phase(setup, args.turns, idle, profile)
+                result["turns"] = await turn_phase(setup, args.turns, idle, profile_path(args, kind, "turns"))
         if "tokens" in args.phases:
             async with fresh() as setup:
                 print(f"[{kind}] {args.token_streams} long answers, from send to end", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +30,7 @@ from backend.chat.turn import Turn, TurnEnding
 from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
+from backend.db.base import new_id
 from backend.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from backend.observability import metrics
 from backend.settings import ModelSpec, Settings
@@ -205,7 +206,7 @@ class TurnService:
             conversation = await conversations.owned(user.id, conversation_id, lock_user=True)
             model = self.resolve_model(request.model, conversation.model)
 
-            async def branch() -> list[m.Message]:
+            async def branch() -> tuple[list[m.Message], bool]:
                 if isinstance(request.parent_id, msgspec.UnsetType):
                     path = await tree.current_branch(conversation)  # continues the current branch
                     parent_id = path[-1].id if path else None
@@ -214,11 +215,10 @@ class TurnService:
                     path = await tree.path_to(parent_id) if parent_id is not None else []
                 if parent_id is not None:
                     _check_parent(conversation.id, path[-1] if path else None)
-                message = tree.append(
+                question = tree.new_message(
                     conversation, parent_id=parent_id, role="user", content=request.content, status="complete"
                 )
-                conversation.model = model.id
-                return [*path, message]
+                return [*path, question], True
 
             return await self._accept(
                 session, user, conversation, model, request.thinking, idempotency, branch
@@ -240,9 +240,9 @@ class TurnService:
                 raise NotFound("Message not found.")
             model = self.resolve_model(request.model, answer.model or conversation.model)
 
-            async def branch() -> list[m.Message]:
+            async def branch() -> tuple[list[m.Message], bool]:
                 assert question is not None
-                return await MessageTree(session).path_to(question.id)
+                return await MessageTree(session).path_to(question.id), False
 
             return await self._accept(
                 session, user, conversation, model, request.thinking, idempotency, branch
@@ -256,7 +256,7 @@ class TurnService:
         model: ModelSpec,
         thinking: bool | None,
         idempotency: tuple[str, str | None, str],
-        branch_of: Callable[[], Awaitable[list[m.Message]]],
+        branch_of: Callable[[], Awaitable[tuple[list[m.Message], bool]]],
     ) -> AcceptedTurn:
         """The steps every turn goes through: shed early, or (one acceptance per user at a time) replay an
         earlier request with the same key, check the quota, read the branch up to the user message (the
@@ -268,11 +268,13 @@ class TurnService:
             if replay is not None:
                 return replay
             limits = await self._check_allowed(session, user)
+            branch, new_question = await branch_of()
             return await self._accept_answer(
                 session,
                 user,
                 conversation,
-                await branch_of(),
+                branch,
+                new_question,
                 model,
                 self.resolve_thinking(model, thinking),
                 limits=limits,
@@ -285,6 +287,7 @@ class TurnService:
         user: m.User,
         conversation: m.Conversation,
         branch: list[m.Message],
+        new_question: bool,
         model: ModelSpec,
         thinking: bool,
         *,
@@ -294,8 +297,8 @@ class TurnService:
         user_message = branch[-1]
         # Shed now (nothing is stored) or admit, with whatever the overload level changes for this tier.
         plan = self.admission.plan(limits, model, thinking=thinking, max_tokens=model.max_output_tokens)
-        now = datetime.now(UTC)
-        answer = MessageTree(session).append(
+        tree = MessageTree(session)
+        answer = tree.new_message(
             conversation,
             parent_id=user_message.id,
             role="assistant",
@@ -306,10 +309,17 @@ class TurnService:
         answer.thinking = plan.thinking
         answer.max_tokens = plan.max_tokens
         answer.lease_owner = self.replica_id
+        await tree.grow(
+            conversation,
+            [user_message, answer] if new_question else [answer],
+            model=model.id if new_question else None,
+        )
         scope, key, fingerprint = idempotency
-        if key is not None:
-            await _remember_key(session, user.id, idempotency, user_message, answer, now=now)
         try:
+            if key is not None:
+                await _remember_key(
+                    session, user.id, idempotency, user_message, answer, now=answer.created_at
+                )
             await session.commit()
         except IntegrityError:
             # The same key raced in from a retry that got here first: answer with its turn.
@@ -473,12 +483,9 @@ async def _remember_key(
     now: datetime,
 ) -> None:
     scope, key, fingerprint = idempotency
-    assert key is not None
-    # The key refers to both messages, and without ORM relationships the unit of work does not order the
-    # inserts by foreign key: write the messages first.
-    await session.flush()
-    session.add(
-        m.IdempotencyKey(
+    await session.execute(
+        insert(m.IdempotencyKey).values(
+            id=new_id(),
             user_id=user_id,
             scope=scope,
             key=key,
@@ -486,6 +493,8 @@ async def _remember_key(
             user_message_id=user_message.id,
             assistant_message_id=answer.id,
             expires_at=now + IDEMPOTENCY_TTL,
+            created_at=now,
+            updated_at=now,
         )
     )
 

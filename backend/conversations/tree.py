@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, literal, select
+from sqlalchemy import ColumnElement, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db import models as m
@@ -59,8 +59,8 @@ class MessageTree:
         subtree = root.union_all(select(m.Message.id).join(root, m.Message.parent_id == root.c.id))
         return await self.session.scalar(select(subtree.c.id).order_by(subtree.c.id.desc()).limit(1))
 
-    def append(
-        self,
+    @staticmethod
+    def new_message(
         conversation: m.Conversation,
         *,
         parent_id: UUID | None,
@@ -70,11 +70,11 @@ class MessageTree:
         model: str | None = None,
         now: datetime | None = None,
     ) -> m.Message:
-        """Add a message under ``parent_id`` and make it the current leaf (the caller flushes or commits)."""
+        """A message under ``parent_id``, not stored yet (see ``grow``)."""
         now = now or datetime.now(UTC)
-        message = m.Message(
-            # The id is made here rather than at flush, so no flush is needed before the caller commits:
-            # a turn's two messages and the conversation's new state go to the database in one round trip.
+        return m.Message(
+            # The id is made here rather than by the database: a turn's two messages and the conversation's
+            # new state are written without reading anything back.
             id=new_id(),
             conversation_id=conversation.id,
             parent_id=parent_id,
@@ -82,13 +82,34 @@ class MessageTree:
             content=content,
             status=status,
             model=model,
+            attempts=0,
             created_at=now,
             updated_at=now,
             completed_at=now if status == "complete" else None,
         )
-        self.session.add(message)
-        # A new message supersedes any branch the client had selected: it is now the latest leaf.
-        conversation.current_leaf_id = None
-        conversation.last_message_at = now
-        conversation.activity_at = now
-        return message
+
+    async def grow(
+        self, conversation: m.Conversation, messages: list[m.Message], *, model: str | None = None
+    ) -> None:
+        """Store new messages and make the last one the current leaf (a new message supersedes any branch
+        the client had selected: it is now the latest leaf), and set the conversation's ``model``, in two
+        plain statements (the caller commits): a turn is accepted often enough that the ORM's unit of work
+        showed up in its cost."""
+        now = messages[-1].created_at
+        await self.session.execute(insert(m.Message), [_row(message) for message in messages])
+        changes: dict[str, object] = {"current_leaf_id": None, "last_message_at": now, "activity_at": now}
+        if model is not None:
+            changes["model"] = model
+        await self.session.execute(
+            update(m.Conversation)
+            .where(m.Conversation.id == conversation.id)
+            .values(updated_at=now, **changes)
+        )
+
+
+_COLUMNS = [column.key for column in m.Message.__table__.columns]
+
+
+def _row(message: m.Message) -> dict[str, object]:
+    """The columns a new message sets (the others take their defaults)."""
+    return {key: value for key in _COLUMNS if (value := getattr(message, key)) is not None}

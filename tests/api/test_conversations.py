@@ -22,13 +22,15 @@ async def add_message(sessions, conversation_id: str, *, parent: str | None, rol
     """Insert a message through the service layer, as the chat turn will."""
     async with sessions() as session:
         conversation = await session.get(m.Conversation, uuid.UUID(conversation_id))
-        message = MessageTree(session).append(
+        tree = MessageTree(session)
+        message = tree.new_message(
             conversation,
             parent_id=uuid.UUID(parent) if parent else None,
             role=role,
             content=content,
             status="complete",
         )
+        await tree.grow(conversation, [message])
         await session.commit()
         return str(message.id)
 

@@ -51,13 +51,15 @@ async def add_message(
         async with session_factory(engine)() as session:
             conversation = await session.get(m.Conversation, uuid.UUID(conversation_id))
             assert conversation is not None
-            message = MessageTree(session).append(
+            tree = MessageTree(session)
+            message = tree.new_message(
                 conversation,
                 parent_id=uuid.UUID(parent) if parent else None,
                 role=role,
                 content=content,
                 status="complete",
             )
+            await tree.grow(conversation, [message])
             await session.commit()
             return str(message.id)
     finally:
