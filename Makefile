@@ -19,7 +19,7 @@ help:
 	@echo "make bench-gateway  what Surge adds between a client and an SGLang worker"
 	@echo "make bench-routing  routing policies (and sglang-router) on a simulated fleet"
 	@echo "make spike     Locust's app-store spike on PostgreSQL+Redis, report in spike-report/ (SPIKE_ARGS=...)"
-	@echo "make chaos     dependency faults under load (restarts the local PostgreSQL and Redis!), docs/results/chaos.md"
+	@echo "make chaos     dependency faults under load (on a PostgreSQL and Redis of its own), docs/results/chaos.md"
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { \

@@ -13,8 +13,8 @@ turns drain, and audits:
 - recovery: seconds from healing the fault until both replicas are ready and a turn streams end to end.
 
 Scenarios: baseline; kill -9 a replica; restart PostgreSQL; restart Redis; kill -9 a worker mid-stream; a
-worker that stalls; FCM answering 503 for a minute. **It restarts the local PostgreSQL and Redis** (the
-ones on 127.0.0.1, as ``.ci/run`` starts them): do not run it beside anything else that uses them.
+worker that stalls; FCM answering 503 for a minute. The PostgreSQL and Redis it restarts are servers of its
+own (``loadtests/private_services.py``), so it can run beside the test suite.
 
     uv run python -m loadtests.chaos [--users 20] [--only redis_restart ...]
 """
@@ -41,16 +41,14 @@ from typing import Any
 import httpx
 from surge import AsyncSurge, ContentEvent, DoneEvent, ErrorEvent, ReasoningEvent, SurgeError, TurnEvent
 
-from loadtests.database import create_postgres, drop_postgres, fetch, migrate, postgres_url
+from loadtests.database import create_postgres, fetch, migrate, postgres_url
 from loadtests.fake_fcm import PROJECT, FakeFcm
+from loadtests.private_services import PrivatePostgres, PrivateRedis
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
 from loadtests.surge_server import BENCH_SETTINGS, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "deepseek-v3.1"
-REDIS_DB = 14
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-               "--save", "", "--appendonly", "no"]  # fmt: skip
 
 
 # --- a load balancer: what sits in front of the replicas in production ---
@@ -121,6 +119,9 @@ class Rig:
         ]  # fmt: skip
         self.replicas = [Replica(free_port()) for _ in range(2)]
         self.balancer = Balancer([replica.port for replica in self.replicas])
+        # Servers of the run's own: the scenarios stop and restart them.
+        self.postgres = PrivatePostgres()
+        self.redis = PrivateRedis()
         self.database = ""
         self.users = users
         self.prefix = f"surge-chaos-{uuid.uuid4().hex[:8]}"
@@ -129,13 +130,17 @@ class Rig:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.balancer.port}"
 
+    @property
+    def database_url(self) -> str:
+        return postgres_url(self.database, self.postgres.dsn)
+
     def env(self) -> dict[str, str]:
         models = [{"id": MODEL, "display_name": "chaos", "workers": [w.url for w in self.workers],
                    "max_output_tokens": 600}]  # fmt: skip
         return {
             **BENCH_SETTINGS,
-            "SURGE_DATABASE_URL": postgres_url(self.database),
-            "SURGE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+            "SURGE_DATABASE_URL": self.database_url,
+            "SURGE_REDIS_URL": self.redis.url,
             "SURGE_REDIS_KEY_PREFIX": self.prefix,
             "SURGE_MODELS": json.dumps(models),
             "SURGE_FCM_CREDENTIALS_FILE": str(self.fcm.service_account(self.directory)),
@@ -157,8 +162,10 @@ class Rig:
         }
 
     async def start(self) -> None:
-        self.database = await create_postgres("surge_chaos")
-        await migrate(postgres_url(self.database))
+        await self.postgres.create()
+        await self.redis.start()
+        self.database = await create_postgres("surge_chaos", self.postgres.dsn)
+        await migrate(self.database_url)
         for worker in self.workers:
             self.start_worker(worker)
         for replica in self.replicas:
@@ -173,8 +180,8 @@ class Rig:
             if worker.process is not None:
                 stop_subprocess(worker.process)
         self.fcm.close()
-        with contextlib.suppress(Exception):
-            await drop_postgres(self.database)
+        await self.redis.stop()
+        await self.postgres.remove()
 
     def start_worker(self, worker: Worker) -> None:
         worker.process, _ = start_subprocess(worker.config)
@@ -302,7 +309,7 @@ def same_text(stream: Stream, row: tuple[Any, ...]) -> bool:
 
 
 async def audit(rig: Rig, record: Record, started: float) -> dict[str, Any]:
-    url = postgres_url(rig.database)
+    url = rig.database_url
     acknowledged = [s for s in record.streams if s.user_message_id]
     counts = {
         str(row[0]): int(row[1])
@@ -372,29 +379,20 @@ async def restart_replica(rig: Rig) -> None:
     await rig.start_replica(rig.replicas[1])
 
 
-async def postgres(action: str) -> None:
-    version = os.listdir("/etc/postgresql")[0]
-    await run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action])
+async def stop_postgres(rig: Rig) -> None:
+    await rig.postgres.stop()
 
 
-async def stop_postgres(_rig: Rig) -> None:
-    await postgres("stop")
+async def start_postgres(rig: Rig) -> None:
+    await rig.postgres.start()
 
 
-async def start_postgres(_rig: Rig) -> None:
-    await postgres("start")
+async def stop_redis(rig: Rig) -> None:
+    await rig.redis.stop()
 
 
-async def stop_redis(_rig: Rig) -> None:
-    await run(["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False)
-
-
-async def start_redis(_rig: Rig) -> None:
-    await run(REDIS_START)
-    for _ in range(50):
-        if (await run(["redis-cli", "-p", "6379", "ping"], check=False)) == 0:
-            return
-        await asyncio.sleep(0.1)
+async def start_redis(rig: Rig) -> None:
+    await rig.redis.start()
 
 
 async def kill_worker(rig: Rig) -> None:
@@ -431,16 +429,6 @@ SCENARIOS = [
              hold_s=20, failures_allowed=True),
     Scenario("fcm_503", "FCM answers 503 for 60 s", fcm_down, nothing, hold_s=0),
 ]  # fmt: skip
-
-
-async def run(command: list[str], *, check: bool = True) -> int:
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    code = await process.wait()
-    if check and code != 0:
-        raise RuntimeError(f"{' '.join(command)} exited with {code}")
-    return code
 
 
 async def probe_turn(rig: Rig) -> bool:
@@ -504,7 +492,7 @@ async def drain(rig: Rig, limit_s: float = 120) -> bool:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         rows = await fetch(
-            postgres_url(rig.database), "SELECT count(*) FROM message WHERE status IN ('queued', 'streaming')"
+            rig.database_url, "SELECT count(*) FROM message WHERE status IN ('queued', 'streaming')"
         )
         if int(rows[0][0]) == 0:
             return True
@@ -559,7 +547,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(
-        "make chaos restarts the local PostgreSQL and Redis (127.0.0.1): nothing else should be using them",
+        "make chaos starts a PostgreSQL and a Redis of its own on free ports (the scenarios restart them); "
+        "the machine's servers are not touched",
         file=sys.stderr,
     )
     random.seed(args.seed)

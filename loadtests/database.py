@@ -40,15 +40,16 @@ async def migrate(database_url: str) -> None:
         raise RuntimeError(f"surge migrate exited with {process.returncode}: {output.decode()[-2000:]}")
 
 
-def postgres_url(name: str) -> str:
-    """The SQLAlchemy URL (what ``SURGE_DATABASE_URL`` takes) of database ``name`` on the test server."""
-    return POSTGRES_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
+def postgres_url(name: str, server: str = POSTGRES_DSN) -> str:
+    """The SQLAlchemy URL (what ``SURGE_DATABASE_URL`` takes) of database ``name`` on ``server`` (a libpq
+    URL; the test server by default)."""
+    return server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
 
 
-async def create_postgres(prefix: str) -> str:
-    """A new, empty PostgreSQL database named ``<prefix>_<random>``; its name."""
+async def create_postgres(prefix: str, server: str = POSTGRES_DSN) -> str:
+    """A new, empty PostgreSQL database named ``<prefix>_<random>`` on ``server``; its name."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(POSTGRES_DSN)
+    connection = await asyncpg.connect(server)
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -56,8 +57,8 @@ async def create_postgres(prefix: str) -> str:
     return name
 
 
-async def drop_postgres(name: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_DSN)
+async def drop_postgres(name: str, server: str = POSTGRES_DSN) -> None:
+    connection = await asyncpg.connect(server)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
