@@ -86,20 +86,7 @@ async def _complete(
     receive: Receive,
     send: Send,
 ) -> None:
-    try:
-        server.submit(req)
-    except QueueFullError as e:
-        await send_json(send, 503, error_body(str(e), "503", 503))
-        return
-    # A client that leaves gets its request aborted a little later; the handler waits for that end.
-    watch = DisconnectWatch(receive, lambda: server.abort_later(req.rid))
-    try:
-        while not req.finished:
-            await req.event.wait()
-            req.event.clear()
-    finally:
-        watch.close()
-    if watch.disconnected:
+    if not await server.run_to_end(req, receive, send):
         return
     n = min(req.num_output, len(req.plan.tokens))
     if separate:

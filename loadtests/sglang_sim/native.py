@@ -74,19 +74,7 @@ def _queue_full_body(server: SimServer, req: Request, message: str) -> dict[str,
 
 
 async def _complete(server: SimServer, req: Request, receive: Receive, send: Send) -> None:
-    try:
-        server.submit(req)
-    except QueueFullError as e:
-        await send_json(send, 503, error_body(str(e), "503", 503))
-        return
-    watch = DisconnectWatch(receive, lambda: server.abort_later(req.rid))
-    try:
-        while not req.finished:
-            await req.event.wait()
-            req.event.clear()
-    finally:
-        watch.close()
-    if watch.disconnected:
+    if not await server.run_to_end(req, receive, send):
         return
     n = min(req.num_output, len(req.plan.tokens))
     await send_json(send, 200, _body(server, req, req.plan.text(server.tok, 0, n), req.plan.tokens[:n]))

@@ -9,11 +9,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from loadtests.sglang_sim.asgi import DisconnectWatch, Receive, Send, send_json
 from loadtests.sglang_sim.chat_template import get_chat_template
 from loadtests.sglang_sim.config import SimConfig
 from loadtests.sglang_sim.faults import Faults
 from loadtests.sglang_sim.metrics import LiveGauges, SimStats, make_registry
 from loadtests.sglang_sim.output_plan import plan_output
+from loadtests.sglang_sim.protocol import error_body
 from loadtests.sglang_sim.scheduler import QueueFullError, Request, Scheduler
 from loadtests.sglang_sim.timing import VirtualClock
 from loadtests.sglang_sim.tokenizer import get_tokenizer
@@ -132,6 +134,24 @@ class SimServer:
             self.stats.num_rejected += 1
             raise QueueFullError(QueueFullError.message)
         self.scheduler.submit(req)
+
+    async def run_to_end(self, req: Request, receive: Receive, send: Send) -> bool:
+        """Submit ``req`` and wait until it finishes, for a response that is not streamed: True when there is
+        an answer to send; False when the queue refused it (503 already sent) or the client left (its request
+        is then aborted a little later, as SGLang does)."""
+        try:
+            self.submit(req)
+        except QueueFullError as e:
+            await send_json(send, 503, error_body(str(e), "503", 503))
+            return False
+        watch = DisconnectWatch(receive, lambda: self.abort_later(req.rid))
+        try:
+            while not req.finished:
+                await req.event.wait()
+                req.event.clear()
+        finally:
+            watch.close()
+        return not watch.disconnected
 
     def abort_later(self, rid: str) -> None:
         """Abort `rid` after the disconnect delay, unless it has finished by then (as SGLang does)."""
