@@ -103,7 +103,14 @@ def handle_openai_error(request: Request[Any, Any, Any], exc: Exception) -> Resp
     return openai_error_response(request, _as_api_error(request, exc))
 
 
-OPENAI_EXCEPTION_HANDLERS: ExceptionHandlersMap = {Exception: handle_openai_error}
+# Every key of the app's own map (backend.errors) is overridden: Litestar picks a handler by the
+# exception's class first and the layer second, so an app-level ApiError handler would beat this router's
+# Exception handler.
+OPENAI_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ApiError: handle_openai_error,
+    HTTPException: handle_openai_error,
+    Exception: handle_openai_error,
+}
 
 
 def openai_error_responses(*errors: type[ApiError]) -> dict[int, ResponseSpec]:

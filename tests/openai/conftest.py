@@ -46,8 +46,8 @@ async def worker_answer(worker: str, messages: list[dict[str, str]], *, thinking
             },
         )
     assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()["choices"][0]["message"]
-    return body
+    choice = response.json()["choices"][0]
+    return {**choice["message"], "finish_reason": choice["finish_reason"]}
 
 
 async def worker_load(worker: str) -> int:
