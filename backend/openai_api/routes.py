@@ -5,12 +5,14 @@ router's own exception handlers: ``backend.openai_api.errors``)."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from litestar import Response, Router, get, post
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import JSONBody
 from litestar.response import Stream
 
@@ -49,9 +51,22 @@ async def openai_models(settings: SettingsDep) -> ModelCardList:
     )
 
 
+@dataclass
+class CompletionOperation(Operation):
+    """The operation of ``/chat/completions``: its 200 is JSON, or (``stream: true``) an event stream."""
+
+    def __post_init__(self) -> None:
+        success = (self.responses or {}).get("200")
+        if isinstance(success, OpenAPIResponse) and success.content is not None:
+            success.content["text/event-stream"] = OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING, description="`data:` lines of chat.completion.chunk")
+            )
+
+
 @post(
     "/chat/completions",
     status_code=200,
+    operation_class=CompletionOperation,
     summary="Create a chat completion (streamed or not)",
     description=STREAM_DOC,
     responses={
