@@ -5,8 +5,8 @@ router's own exception handlers: ``backend.openai_api.errors``)."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio

@@ -60,7 +60,9 @@ async def set_tier(database_url: str, account: Account, tier: str) -> None:
     engine = create_async_engine(database_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(update(m.User).where(m.User.id == uuid.UUID(account.id)).values(tier=tier))
+            await connection.execute(
+                update(m.User).where(m.User.id == uuid.UUID(account.id)).values(tier=tier)
+            )
     finally:
         await engine.dispose()
 

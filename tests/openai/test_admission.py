@@ -80,7 +80,10 @@ async def test_a_caller_that_hangs_up_mid_stream_aborts_the_request_upstream(cli
         worker = sims[0].url
         api = async_openai(client, await new_key(client, await sign_up(client)))
         stream = await api.chat.completions.create(
-            model=MODEL_ID, messages=QUESTION, stream=True, extra_body={"chat_template_kwargs": {"thinking": True}}
+            model=MODEL_ID,
+            messages=QUESTION,
+            stream=True,
+            extra_body={"chat_template_kwargs": {"thinking": True}},
         )
         for _ in range(3):
             await stream.__anext__()

@@ -39,9 +39,9 @@ async def test_a_key_is_shown_once_listed_without_its_secret_and_deleted(client,
     assert deleted.status_code == 204
     again = await client.delete(f"/v1/me/api_keys/{key['id']}", headers=alice.headers)
     assert again.status_code == 404 and error_of(again)["code"] == "not_found"
-    assert [row["name"] for row in (await client.get("/v1/me/api_keys", headers=alice.headers)).json()["data"]] == [
-        "phone"
-    ]
+    assert [
+        row["name"] for row in (await client.get("/v1/me/api_keys", headers=alice.headers)).json()["data"]
+    ] == ["phone"]
 
 
 @pytest.mark.parametrize("name", ["", "   ", "a\x00b", "x" * 101])

@@ -37,7 +37,9 @@ async def test_a_completion_is_the_workers_answer_with_its_reasoning_and_usage(c
     answer = await api.chat.completions.create(model=MODEL_ID, messages=QUESTION, extra_body=THINK)
     expected = await worker_answer(fleet[0], QUESTION, thinking=True)
     message = answer.choices[0].message
-    assert answer.object == "chat.completion" and answer.model == MODEL_ID and answer.id.startswith("chatcmpl-")
+    assert (
+        answer.object == "chat.completion" and answer.model == MODEL_ID and answer.id.startswith("chatcmpl-")
+    )
     assert message.role == "assistant" and answer.choices[0].finish_reason == expected["finish_reason"]
     assert message.content == expected["content"] and message.content
     assert reasoning_of(message) == expected["reasoning_content"] and reasoning_of(message)
@@ -53,7 +55,9 @@ async def test_a_completion_is_the_workers_answer_with_its_reasoning_and_usage(c
     assert reasoning_of(plain.choices[0].message) is None and expected_plain.get("reasoning_content") is None
 
 
-async def test_a_stream_is_the_workers_answer_and_a_repeated_prompt_is_served_from_cache(client, alice, fleet):
+async def test_a_stream_is_the_workers_answer_and_a_repeated_prompt_is_served_from_cache(
+    client, alice, fleet
+):
     api = async_openai(client, await new_key(client, alice))
     question = unique_question()
 
@@ -86,7 +90,9 @@ async def test_a_stream_is_the_workers_answer_and_a_repeated_prompt_is_served_fr
     first_cached = last.usage.prompt_tokens_details.cached_tokens or 0  # type: ignore[union-attr]
     usage = again[-1].usage
     assert usage is not None and usage.prompt_tokens == last.usage.prompt_tokens
-    assert (usage.prompt_tokens_details.cached_tokens or 0) > first_cached, "routed where the prefix is cached"
+    assert (usage.prompt_tokens_details.cached_tokens or 0) > first_cached, (
+        "routed where the prefix is cached"
+    )
 
 
 async def test_the_stream_ends_with_done_and_has_no_usage_chunk_unless_asked(client, alice):
@@ -105,7 +111,9 @@ async def test_the_stream_ends_with_done_and_has_no_usage_chunk_unless_asked(cli
 
 def test_the_sync_client_streamed_and_not(live_surge, fleet):
     with httpx.Client(base_url=live_surge.url) as http:
-        session = http.post("/v1/auth/signup", json={"email": "sync@example.com", "password": "correct horse"})
+        session = http.post(
+            "/v1/auth/signup", json={"email": "sync@example.com", "password": "correct horse"}
+        )
         token = session.json()["access_token"]
         key = http.post(
             "/v1/me/api_keys", json={"name": "sync"}, headers={"Authorization": f"Bearer {token}"}
@@ -143,7 +151,9 @@ async def test_bad_parameters_are_a_400_in_openais_shape(client, alice, changes,
     assert raised.value.code == "invalid_request_error" and raised.value.type == "invalid_request_error"
     if param is not None:
         assert raised.value.param == param
-    raw = await client.post("/openai/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    raw = await client.post(
+        "/openai/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
     assert raw.status_code == 400 and openai_error(raw)["code"] == "invalid_request_error"
 
 

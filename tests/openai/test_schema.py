@@ -19,7 +19,13 @@ async def schema(client) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "method", "statuses", "scheme", "envelope"),
     [
-        ("/openai/v1/chat/completions", "post", {"200", "400", "401", "404", "429", "500", "503"}, "ApiKey", "OpenAI"),
+        (
+            "/openai/v1/chat/completions",
+            "post",
+            {"200", "400", "401", "404", "429", "500", "503"},
+            "ApiKey",
+            "OpenAI",
+        ),
         ("/openai/v1/models", "get", {"200", "400", "401", "500"}, "ApiKey", "OpenAI"),
         ("/v1/me/api_keys", "post", {"201", "400", "401", "500"}, "BearerToken", "Error"),
         ("/v1/me/api_keys", "get", {"200", "400", "401", "500"}, "BearerToken", "Error"),
