@@ -100,6 +100,7 @@ class Completion:
                 self.first, self.reached = first, True
                 dispatch.first_token()  # the prefill it was routed with is done
                 return
+            await self._stop_upstream()  # a worker that timed out may still be generating
             dispatch.release(None, worker_failed=first.error.retryable)
             self.dispatch = None
             if not first.error.retryable:
@@ -155,16 +156,21 @@ class Completion:
         SGLang to abort the request, so that it stops using the worker. Shielded: it runs in the ``finally``
         of a response whose client disconnected, where everything else is being cancelled."""
         with anyio.CancelScope(shield=True):
-            task, dispatch = self.task, self.dispatch
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-                    await task
-                if dispatch is not None:
-                    await self.client.abort(dispatch.worker.url, self.request.rid)
-            if dispatch is not None:
-                dispatch.release(self._outcome(dispatch) if self.done else None)
+            await self._stop_upstream()
+            if self.dispatch is not None:
+                self.dispatch.release(self._outcome(self.dispatch) if self.done else None)
                 self.dispatch = None
+
+    async def _stop_upstream(self) -> None:
+        """Stop reading a stream that is still running and have the worker abort the request."""
+        task, dispatch = self.task, self.dispatch
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+            await task
+        if dispatch is not None:
+            await self.client.abort(dispatch.worker.url, self.request.rid)
 
     def _outcome(self, dispatch: Dispatch) -> Outcome:
         usage = self.usage

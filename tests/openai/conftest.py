@@ -13,6 +13,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.db import models as m
 from tests.conftest import MODEL_ID, Account
+from tests.sdk.conftest import live_surge
+
+# A live Surge on a thread of its own, for OpenAI's sync client.
+__all__ = ["live_surge"]
 
 QUESTION = [
     {"role": "system", "content": "You are a careful assistant."},
