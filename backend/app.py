@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, ExceptionHandler, ExceptionHandlersMap
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -90,7 +90,7 @@ from backend.observability.health import (
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
 from backend.openai_api.deps import openai_providers
-from backend.openai_api.errors import openai_error_response
+from backend.openai_api.errors import handle_openai_error, openai_error_response
 from backend.openai_api.routes import OPENAI_PREFIX, openai_router
 from backend.openai_api.service import CompletionService
 from backend.push.deps import push_providers
@@ -446,6 +446,21 @@ def api_key_zone(c: Components) -> BearerZone:
     )
 
 
+def exception_handlers() -> ExceptionHandlersMap:
+    """Surge's error envelope, except for what fails under ``/openai/v1/`` before routing (an unknown path
+    or method): the OpenAI router's own handlers never see those, and OpenAI's clients expect its shape."""
+
+    def by_path(surge: Callable[[Request[Any, Any, Any], Any], Response[Any]]) -> ExceptionHandler[Any]:
+        def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            if request.scope["path"].startswith(f"{OPENAI_PREFIX}/"):
+                return handle_openai_error(request, exc)
+            return surge(request, exc)
+
+        return handler
+
+    return {kind: by_path(handler) for kind, handler in EXCEPTION_HANDLERS.items()}
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Surge API",
@@ -501,7 +516,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 exclude=["^/schema", "^/docs"],
             ),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers(),
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,

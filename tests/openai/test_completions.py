@@ -168,3 +168,17 @@ async def test_an_unknown_model_and_a_malformed_body(client, alice):
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     assert malformed.status_code == 400 and openai_error(malformed)["type"] == "invalid_request_error"
+
+
+async def test_an_unknown_path_or_method_under_openai_v1_answers_in_openais_shape(client, alice):
+    key = {"Authorization": f"Bearer {await new_key(client, alice)}"}
+    unknown = await client.post("/openai/v1/embeddings", json={"input": "x"}, headers=key)
+    assert unknown.status_code == 404 and openai_error(unknown)["code"] == "not_found"
+    wrong_method = await client.get("/openai/v1/chat/completions", headers=key)
+    assert wrong_method.status_code == 405 and openai_error(wrong_method)["type"] == "invalid_request_error"
+    elsewhere = await client.get("/v1/nowhere", headers=alice.headers)
+    assert elsewhere.status_code == 404 and set(elsewhere.json()["error"]) == {
+        "code",
+        "message",
+        "request_id",
+    }
