@@ -5,11 +5,9 @@ router's own exception handlers: ``backend.openai_api.errors``)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from litestar import Response, Router, get, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
@@ -20,9 +18,9 @@ from backend.admission.deps import ClientIp
 from backend.deps import CurrentUser, SettingsDep
 from backend.errors import Overloaded, QuotaExceeded, RateLimited
 from backend.inference.wire import UpstreamError
-from backend.openai_api.completion import Completion
 from backend.openai_api.deps import Completions
 from backend.openai_api.errors import OPENAI_EXCEPTION_HANDLERS, ModelNotFound, openai_error_responses
+from backend.openai_api.ownership import OwnedStream
 from backend.openai_api.responses import collect, sse
 from backend.openai_api.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelCardList
 from backend.openai_api.service import Caller
@@ -94,24 +92,12 @@ async def chat_completions(
     stack = contextlib.AsyncExitStack()
     prepared, completion = await stack.enter_async_context(completions.run(caller, data))
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
+    owned = OwnedStream(stack, sse(completion, prepared.model.id, include_usage=include_usage))
     return Stream(
-        _owned_stream(stack, completion, prepared.model.id, include_usage),
+        owned.lines(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-
-
-async def _owned_stream(
-    stack: contextlib.AsyncExitStack, completion: Completion, model_id: str, include_usage: bool
-) -> AsyncIterator[bytes]:
-    try:
-        async for line in sse(completion, model_id, include_usage=include_usage):
-            yield line
-    finally:
-        # Shielded: when the client hangs up, the response's task group is cancelled around us, and the
-        # abort upstream, the slot's release and the usage row must still happen.
-        with anyio.CancelScope(shield=True):
-            await stack.aclose()
 
 
 def openai_router() -> Router:
