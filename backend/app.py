@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, ExceptionHandler, ExceptionHandlersMap
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
-from backend.accounts.auth import Authenticator, BearerAuthMiddleware
+from backend.accounts.auth import Authenticator, BearerAuthMiddleware, BearerZone
 from backend.accounts.deps import account_providers
 from backend.accounts.firebase import FirebaseAuth
 from backend.accounts.limits import AuthRateLimits
@@ -49,6 +49,10 @@ from backend.admission.controller import AdmissionController
 from backend.admission.deps import admission_providers
 from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, TurnRateLimit
 from backend.admission.routes import my_usage
+from backend.api_keys.auth import KeyAuthenticator
+from backend.api_keys.deps import api_key_providers
+from backend.api_keys.keys import KeyHasher
+from backend.api_keys.routes import ApiKeyController
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
 from backend.chat.deps import chat_providers
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
@@ -85,6 +89,10 @@ from backend.observability.health import (
 )
 from backend.observability.logging import configure_logging
 from backend.observability.request_id import add_request_id_header
+from backend.openai_api.deps import openai_providers
+from backend.openai_api.errors import handle_openai_error, openai_error_response
+from backend.openai_api.routes import OPENAI_PREFIX, openai_router
+from backend.openai_api.service import CompletionService
 from backend.push.deps import push_providers
 from backend.push.dispatcher import PushDispatcher
 from backend.push.fcm import PushSender, build_sender
@@ -149,6 +157,10 @@ class Components:
     access_tokens: AccessTokens
     authenticator: Authenticator
     auth_limits: AuthRateLimits
+    # API keys and the OpenAI-compatible API
+    key_hasher: KeyHasher
+    key_authenticator: KeyAuthenticator
+    completions: CompletionService
     # firebase-admin's App (None without any Firebase setting), Firebase sign-in, and where pushes go.
     firebase_app: Any
     firebase_auth: FirebaseAuth | None
@@ -263,6 +275,10 @@ def build_components(settings: Settings) -> Components:
         runner.on_complete.append(title_writer.after_turn)
 
     access_tokens = AccessTokens(settings.auth)
+    # API keys are hashed under the server's signing secret: rotating it retires every key, as it does
+    # every access token.
+    key_hasher = KeyHasher(settings.auth.jwt_secret)
+    turn_rate_limit = TurnRateLimit(limiter, settings.admission)
     firebase_auth = None
     if firebase_app is not None and firebase_app.project_id:
         firebase_auth = FirebaseAuth(firebase_app, clock_skew_s=settings.firebase.clock_skew_s)
@@ -279,7 +295,7 @@ def build_components(settings: Settings) -> Components:
         limiter=limiter,
         admission=admission,
         client_ips=ClientIps(settings.auth.trusted_proxies),
-        turn_rate_limit=TurnRateLimit(limiter, settings.admission),
+        turn_rate_limit=turn_rate_limit,
         event_log=event_log,
         control=control,
         store=store,
@@ -307,6 +323,16 @@ def build_components(settings: Settings) -> Components:
         access_tokens=access_tokens,
         authenticator=Authenticator(access_tokens, engine),
         auth_limits=AuthRateLimits(limiter, settings.auth, settings.firebase),
+        key_hasher=key_hasher,
+        key_authenticator=KeyAuthenticator(key_hasher, engine),
+        completions=CompletionService(
+            sessions=sessions,
+            settings=settings,
+            admission=admission,
+            turn_rate_limit=turn_rate_limit,
+            pool=pool,
+            client=sglang,
+        ),
         firebase_app=firebase_app,
         firebase_auth=firebase_auth,
         push_sender=push_sender,
@@ -376,6 +402,8 @@ def providers(c: Components) -> dict[str, Provide]:
         **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store)),
         **conversation_providers(live_answers=c.turns),
         **push_providers(),
+        **api_key_providers(hasher=c.key_hasher),
+        **openai_providers(completions=c.completions),
     }
 
 
@@ -388,6 +416,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
         route_handlers=[
             log_out,
             MeController,
+            ApiKeyController,
             my_usage,
             ConversationController,
             TurnController,
@@ -406,7 +435,30 @@ def route_handlers() -> list[ControllerRouterHandler]:
         ShareController,  # public to read; its delete declares its own security
         chat_socket,  # authenticates with its first frame (API.md, WebSocket)
         authenticated,
+        openai_router(),  # API keys only (the auth middleware's zone)
     ]
+
+
+def api_key_zone(c: Components) -> BearerZone:
+    """``/openai/v1/*`` takes API keys, never access tokens, and refuses in OpenAI's error shape."""
+    return BearerZone(
+        path_prefix=f"{OPENAI_PREFIX}/", authenticate=c.key_authenticator.user, respond=openai_error_response
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """Surge's error envelope, except for what fails under ``/openai/v1/`` before routing (an unknown path
+    or method): the OpenAI router's own handlers never see those, and OpenAI's clients expect its shape."""
+
+    def by_path(surge: Callable[[Request[Any, Any, Any], Any], Response[Any]]) -> ExceptionHandler[Any]:
+        def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            if request.scope["path"].startswith(f"{OPENAI_PREFIX}/"):
+                return handle_openai_error(request, exc)
+            return surge(request, exc)
+
+        return handler
+
+    return {kind: by_path(handler) for kind, handler in EXCEPTION_HANDLERS.items()}
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -425,6 +477,8 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="Administration"),
             Tag(name="Operations"),
             Tag(name="Devices"),
+            Tag(name="API keys"),
+            Tag(name="OpenAI-compatible API"),
         ],
     )
 
@@ -456,10 +510,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             timing_middleware,
             http_metrics.middleware,
             DefineMiddleware(
-                BearerAuthMiddleware, authenticator=components.authenticator, exclude=["^/schema", "^/docs"]
+                BearerAuthMiddleware,
+                authenticator=components.authenticator,
+                zones=(api_key_zone(components),),
+                exclude=["^/schema", "^/docs"],
             ),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers(),
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,

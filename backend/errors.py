@@ -223,6 +223,11 @@ def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorEnvelope]:
     """Litestar's own errors (routing, parsing, auth middleware) in Surge's envelope."""
+    return error_response(request, api_error_of(exc))
+
+
+def api_error_of(exc: HTTPException) -> ApiError:
+    """Litestar's own error as the ``ApiError`` Surge answers it with (whatever the envelope)."""
     error: ApiError
     if isinstance(exc, ValidationException):
         fields = _validation_fields(exc)
@@ -251,7 +256,7 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     else:
         logger.error("unhandled server error", exc_info=exc)
         error = ApiError()
-    return error_response(request, error)
+    return error
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:

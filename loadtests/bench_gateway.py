@@ -13,6 +13,9 @@ configuration the targets are for) and for SQLite (the embedded default):
   tokens per event sent to the client, and the database work of a long turn next to a short one's;
 - **light load**: added time to first token, p50/p99 (the same turns straight to the worker and through
   Surge, side by side);
+- **openai**: the same light-load pairs, but through the OpenAI-compatible API
+  (``/openai/v1/chat/completions``, streamed, with an API key): added time to first token p50/p99. It
+  stores nothing, so it should be the cheapest path through Surge;
 - **streams held**: ``--levels`` of realistic reasoning answers open at once (real speed, ~30-60 tokens/s
   per stream, thinking on, at most 3,000 output tokens; each restarts when it ends), with probe turns
   both ways for the added TTFT, the gaps between a stream's deltas through Surge next to the gaps of
@@ -64,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("SURGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODEL, SHORT, LONG = "deepseek-v3.1", "bench-short", "bench-long"
 BUDGET_MS = 50.0
-PHASES = ("turns", "tokens", "light", "hold")
+PHASES = ("turns", "tokens", "light", "openai", "hold")
 STREAM_TIMEOUT = httpx.Timeout(600, connect=30)
 # What both paths send as the system prompt (Surge's is set to it): as long as Surge's default, 48 tokens.
 SYSTEM_PROMPT = sample_text(1, 48)
@@ -477,6 +480,48 @@ async def light_phase(setup: Rig, pairs: int) -> dict[str, float]:
     return compare(direct, through)
 
 
+async def openai_ttft(setup: Rig, key: str, question: str) -> float:
+    """Seconds to the first token through ``/openai/v1/chat/completions`` (streamed); hanging up right
+    after it cancels the answer upstream."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}],
+        "stream": True,
+        "max_tokens": 64,
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    started = time.perf_counter()
+    url = f"{setup.url}/openai/v1/chat/completions"
+    async with setup.http.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
+        async for event in aiter_sse(response):
+            if event.data == "[DONE]":
+                break
+            for choice in json.loads(event.data).get("choices", []):
+                delta = choice.get("delta") or {}
+                if delta.get("content") or delta.get("reasoning_content"):  # not the role chunk
+                    return time.perf_counter() - started
+    return float("nan")
+
+
+async def openai_phase(setup: Rig, pairs: int) -> dict[str, float]:
+    """The light-load pairs through the OpenAI-compatible API instead of a conversation turn."""
+    key = (await setup.users[0].api_keys.create("bench")).secret
+    direct: list[float] = []
+    through: list[float] = []
+    slots = asyncio.Semaphore(4)
+
+    async def pair(index: int) -> None:
+        question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
+        async with slots:
+            direct.append(await direct_stream(setup.http, setup.worker_url, question + " (direct)", 64,
+                                              stop_after_first=True))  # fmt: skip
+            through.append(await openai_ttft(setup, key, question))
+
+    await asyncio.gather(*(pair(index) for index in range(pairs)))
+    return compare(direct, through)
+
+
 def compare(direct: list[float], through: list[float], prefix: str = "") -> dict[str, float]:
     direct_ms = [value * 1000 for value in direct if value == value]
     through_ms = [value * 1000 for value in through if value == value]
@@ -615,6 +660,10 @@ async def bench_backend(
             async with fresh() as setup:
                 print(f"[{kind}] added TTFT at light load ({args.pairs} turns each way)", file=sys.stderr)
                 result["light_load"] = await light_phase(setup, args.pairs)
+        if "openai" in args.phases:
+            async with fresh() as setup:
+                print(f"[{kind}] added TTFT via /openai/v1 ({args.pairs} requests each way)", file=sys.stderr)
+                result["openai"] = await openai_phase(setup, args.pairs)
         levels: list[dict[str, Any]] = []
         for position, level in enumerate(args.levels if "hold" in args.phases else []):
             async with fresh(users=min(level, 200)) as setup:
@@ -656,6 +705,15 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
             f"{turns['database_kb_per_turn']:>11.2f} {turns['redis_commands_per_turn']:>10.2f} "
             f"{light['added_p50_ms']:>7.1f}ms {light['added_p99_ms']:>7.1f}ms {r['max_streams_held']:>6}"
         )
+    for r in results:
+        if "openai" in r:
+            light = r["openai"]
+            print(
+                f"{r['backend']:<9} /openai/v1/chat/completions (streamed): TTFT direct p50/p99 "
+                f"{light['direct_p50_ms']:.1f}/{light['direct_p99_ms']:.1f} ms, via Surge "
+                f"{light['surge_p50_ms']:.1f}/{light['surge_p99_ms']:.1f} ms, added "
+                f"{light['added_p50_ms']:.1f}/{light['added_p99_ms']:.1f} ms"
+            )
     print("\nstreams held (probe TTFT and delta gaps both ways while they flow; cores of each process):")
     for r in results:
         for level in r["levels"]:

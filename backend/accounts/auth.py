@@ -1,11 +1,14 @@
-"""Bearer-token authentication: every request not marked public carries a valid access token."""
+"""Bearer-token authentication: every request not marked public carries a valid access token, except
+under a ``BearerZone`` (the OpenAI-compatible API), whose requests carry a credential of its own kind."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
@@ -63,12 +66,36 @@ class Authenticator:
         )
 
 
-class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Every route not marked ``exclude_from_auth`` needs a valid access token."""
+@dataclass(frozen=True, slots=True)
+class BearerZone:
+    """Paths whose bearer credential is not an access token: ``authenticate`` turns the token into the user
+    and what it authenticated as (``request.auth``), and ``respond`` answers a refusal in the zone's own
+    error shape. An access token is refused there, and the zone's credential everywhere else (it is no
+    JWT), so neither can stand in for the other."""
 
-    def __init__(self, app: ASGIApp, *, authenticator: Authenticator, **options: Any) -> None:
+    path_prefix: str
+    authenticate: Callable[[str | None], Awaitable[tuple[m.User, Any]]]
+    respond: Callable[[Request[Any, Any, Any], ApiError], Response[Any]]
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Every route not marked ``exclude_from_auth`` needs a valid access token (or the credential of the
+    zone it lies in)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        zones: tuple[BearerZone, ...] = (),
+        **options: Any,
+    ) -> None:
         super().__init__(app, **options)
         self.authenticator = authenticator
+        self.zones = zones
+
+    def zone(self, path: str) -> BearerZone | None:
+        return next((zone for zone in self.zones if path.startswith(zone.path_prefix)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate, or answer 401 right here: raised, the error would pass through the metrics
@@ -80,12 +107,18 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             if scope["type"] != ScopeType.HTTP:
                 raise
             request: Request[Any, Any, Any] = Request(scope)
-            response = error_response(request, error).to_asgi_response(app=None, request=request)
+            zone = self.zone(scope["path"])
+            respond = zone.respond if zone is not None else error_response
+            response = respond(request, error).to_asgi_response(app=None, request=request)
             await response(scope, receive, send)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
+        zone = self.zone(connection.scope["path"])
+        if zone is not None:
+            user, auth = await zone.authenticate(bearer_token(connection))
+            return AuthenticationResult(user=user, auth=auth)
         user = await self.authenticator.user(bearer_token(connection))
         return AuthenticationResult(user=user, auth=None)
 

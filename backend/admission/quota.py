@@ -68,17 +68,41 @@ async def measure(
             )
         )
     ).one()
-    messages, tokens, oldest, active_turns = row
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)  # SQLite hands aggregates back without the type's zone
+    messages, tokens, turns_oldest, active_turns = row
+    api_requests, api_tokens, api_oldest = await _api_usage(session, user_id, since)
+    oldest = min((_aware(at) for at in (turns_oldest, api_oldest) if at is not None), default=None)
     resets_at = oldest + timedelta(seconds=limits.window_s) if oldest is not None else now
     return Usage(
         limits=limits,
-        messages=int(messages or 0),
-        tokens=int(tokens or 0),
+        messages=int(messages or 0) + api_requests,
+        tokens=int(tokens or 0) + api_tokens,
         concurrent_turns=int(active_turns or 0),
         resets_at=resets_at,
     )
+
+
+async def _api_usage(
+    session: AsyncSession, user_id: UUID, since: datetime
+) -> tuple[int, int, datetime | None]:
+    """Requests of the OpenAI-compatible API in the window: they count like turns (a request is a turn
+    that stores no conversation). Their rows are written when they end; the ones still running are held to
+    the turns-at-once cap by the API itself."""
+    counted = m.ApiUsage.status != "failed"
+    row = (
+        await session.execute(
+            select(
+                func.count(m.ApiUsage.id).filter(counted),
+                func.coalesce(func.sum(m.ApiUsage.completion_tokens).filter(counted), 0),
+                func.min(m.ApiUsage.created_at).filter(counted),
+            ).where(m.ApiUsage.user_id == user_id, m.ApiUsage.created_at >= since)
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0), row[2]
+
+
+def _aware(at: datetime) -> datetime:
+    # SQLite hands aggregates back without the type's zone.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 def check_turn_allowed(usage: Usage, *, now: datetime | None = None) -> None:

@@ -1,5 +1,5 @@
 """Surge's tables: accounts and their logins, conversations, the message tree, shares, idempotency keys,
-replicas, push devices and the push outbox."""
+replicas, push devices and the push outbox, API keys and the usage of the OpenAI-compatible API."""
 
 from __future__ import annotations
 
@@ -282,3 +282,36 @@ class PushDelivery(Base):
     finished_at: Mapped[datetime | None]
     # The last FCM outcome, as a code (``unavailable``, ``unregistered``, ...): never message text.
     outcome: Mapped[str | None] = mapped_column(String(40))
+
+
+# --- API keys and the OpenAI-compatible API (backend/api_keys, backend/openai_api) ---
+
+
+class ApiKey(Base):
+    """A user's key for the OpenAI-compatible API: only a keyed hash of its secret is kept."""
+
+    __tablename__ = "api_key"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The secret's first characters, shown in lists so a user can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(24))
+    # HMAC-SHA256 of the secret under a server secret (hex): a leaked table alone cannot be replayed.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    last_used_at: Mapped[datetime | None]
+
+
+class ApiUsage(Base):
+    """One request of the OpenAI-compatible API, counted in the tier's quota window like a turn.
+
+    Not tied to its key: deleting a key and making another must not reset the quota."""
+
+    __tablename__ = "api_usage"
+    __table_args__ = (Index("ix_api_usage_user_created", "user_id", "created_at"),)
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(100))
+    # complete | cancelled | failed (a failed request does not count, as for turns)
+    status: Mapped[str] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

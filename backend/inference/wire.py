@@ -38,6 +38,10 @@ class ChatRequest:
     temperature: float | None = None
     # SGLang's scheduling priority (only read by servers with --enable-priority-scheduling).
     priority: int | None = None
+    # Sampling options an OpenAI-compatible caller may set (conversation turns leave them to the server).
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
 
     def payload(self, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -57,6 +61,10 @@ class ChatRequest:
             body["temperature"] = self.temperature
         if self.priority is not None:
             body["priority"] = self.priority
+        for name in ("top_p", "stop", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
         return body
 
 

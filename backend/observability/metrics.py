@@ -136,3 +136,10 @@ DEGRADE_LEVEL = Gauge(
     "The overload policy's level: 0 normal, 1 shorter answers, 2 thinking off (free), 3 sign-ups paused, "
     "4 free turns that would wait shed",
 )
+
+# --- openai_api: the OpenAI-compatible API ---
+OPENAI_REQUESTS = Counter(
+    "surge_openai_requests_total",
+    "Requests of the OpenAI-compatible API that were admitted, by route, model and outcome",
+    ["route", "model", "outcome"],
+)

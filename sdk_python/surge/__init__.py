@@ -42,8 +42,10 @@ from surge._sse import ServerSentEvent, aiter_sse, iter_sse
 from surge._streaming import AsyncMessageStream, MessageStream
 from surge._types import (
     AccountUsage,
+    ApiKey,
     Conversation,
     ConversationDetail,
+    CreatedApiKey,
     Device,
     FirebaseSession,
     Health,
@@ -68,6 +70,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AccountUsage",
+    "ApiKey",
     "AsyncCursorPage",
     "AsyncMessageStream",
     "AsyncPaginator",
@@ -79,6 +82,7 @@ __all__ = [
     "ContentEvent",
     "Conversation",
     "ConversationDetail",
+    "CreatedApiKey",
     "Credentials",
     "DegradedEvent",
     "Device",

@@ -19,7 +19,9 @@ from surge._options import (
 from surge._realtime import AsyncRealtimeSession, RealtimeSession
 from surge.resources import (
     Admin,
+    ApiKeys,
     AsyncAdmin,
+    AsyncApiKeys,
     AsyncAuth,
     AsyncConversations,
     AsyncDevices,
@@ -61,6 +63,7 @@ class Surge(SyncAPIClient):
     auth: Auth
     me: Me
     devices: Devices
+    api_keys: ApiKeys
     models: Models
     conversations: Conversations
     messages: Messages
@@ -98,6 +101,7 @@ class Surge(SyncAPIClient):
         self.auth = Auth(self)
         self.me = Me(self)
         self.devices = Devices(self)
+        self.api_keys = ApiKeys(self)
         self.models = Models(self)
         self.conversations = Conversations(self)
         self.messages = Messages(self)
@@ -159,6 +163,7 @@ class AsyncSurge(AsyncAPIClient):
     auth: AsyncAuth
     me: AsyncMe
     devices: AsyncDevices
+    api_keys: AsyncApiKeys
     models: AsyncModels
     conversations: AsyncConversations
     messages: AsyncMessages
@@ -196,6 +201,7 @@ class AsyncSurge(AsyncAPIClient):
         self.auth = AsyncAuth(self)
         self.me = AsyncMe(self)
         self.devices = AsyncDevices(self)
+        self.api_keys = AsyncApiKeys(self)
         self.models = AsyncModels(self)
         self.conversations = AsyncConversations(self)
         self.messages = AsyncMessages(self)

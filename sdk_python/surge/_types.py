@@ -13,8 +13,10 @@ import msgspec
 
 __all__ = [
     "AccountUsage",
+    "ApiKey",
     "Conversation",
     "ConversationDetail",
+    "CreatedApiKey",
     "Device",
     "FirebaseSession",
     "Health",
@@ -104,6 +106,26 @@ class Device(SurgeModel, kw_only=True):
     last_seen_at: datetime
     app_version: str | None = None
     locale: str | None = None
+
+
+class ApiKey(SurgeModel, kw_only=True):
+    """An API key for the OpenAI-compatible API, as listed: never its secret."""
+
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class CreatedApiKey(SurgeModel, kw_only=True):
+    """A new API key: ``secret`` (``sk-surge-…``) is shown only in this answer; keep it now."""
+
+    id: str
+    name: str
+    prefix: str
+    secret: str
+    created_at: datetime
 
 
 class Model(SurgeModel, kw_only=True):

@@ -153,6 +153,9 @@ async def test_the_openapi_document_says_which_routes_need_a_token(client):
         for method, operation in item.items():
             if (method, path) in PUBLIC:
                 assert "security" not in operation, (method, path)
+            elif path.startswith("/openai/v1/"):
+                # The OpenAI-compatible API takes API keys, and only there (tests/openai).
+                assert operation["security"] == [{"ApiKey": []}], (method, path)
             else:
                 assert operation["security"] == [{"BearerToken": []}], (method, path)
 
