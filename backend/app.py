@@ -90,6 +90,7 @@ from backend.push.dispatcher import PushDispatcher
 from backend.push.fcm import PushSender, build_sender
 from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
+from backend.request_guard import SurgeRequest, refuse_nul_in_query
 from backend.security import BEARER, OPENAPI_COMPONENTS
 from backend.settings import Settings, load_settings
 from backend.web.routes import web_routes
@@ -460,6 +461,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=SurgeRequest,
+        before_request=refuse_nul_in_query,
         before_send=[add_request_id_header, log_response],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
