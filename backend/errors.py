@@ -14,6 +14,7 @@ The hierarchy (status, stable ``code``)::
     ├── QuotaExceeded (429 quota_exceeded)
     ├── Overloaded (503 overloaded)
     ├── UpstreamUnavailable (503 upstream_unavailable)
+    │   └── DatabaseUnavailable (503 upstream_unavailable: the database, not a worker)
     └── SignupsPaused (503 signups_paused)
 """
 
@@ -25,6 +26,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import msgspec
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFoundError
+from advanced_alchemy.exceptions import RepositoryError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -37,6 +41,9 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from backend.observability.request_id import request_id_of
 
@@ -137,6 +144,14 @@ class UpstreamUnavailable(ApiError):
     default_message = "No inference worker is available; retry later."
 
 
+class DatabaseUnavailable(UpstreamUnavailable):
+    """The database is unreachable (restarting, failing over, pool exhausted): retryable, like a missing
+    worker. API.md has no code of its own for it; ``upstream_unavailable`` is the retryable 503 a client
+    already handles."""
+
+    default_message = "The database is unreachable; retry later."
+
+
 class SignupsPaused(ApiError):
     status_code = 503
     code = "signups_paused"
@@ -217,6 +232,53 @@ def _validation_fields(exc: ValidationException) -> dict[str, str]:
     return fields
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it was raised from or during, outermost first (cycles cut)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A failure to reach the database rather than a statement it refused: a lost or refused connection,
+    a connection SQLAlchemy invalidated, or no pooled connection free in time."""
+    for cause in _causes(exc):
+        if isinstance(cause, PoolTimeoutError | OperationalError | InterfaceError | ConnectionError):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+    return False
+
+
+def api_error_of(exc: Exception) -> ApiError:
+    """The error a client is told about for a database failure a route did not handle itself.
+
+    Advanced Alchemy's repositories wrap every failed statement, a lost connection included, in its own
+    ``IntegrityError``; its default handler then answered ``409 {"status_code", "detail"}``, so a database
+    restart at sign-up read as "email taken". Here an outage is a retryable 503, a real constraint
+    violation a 409 and anything else a 500 (logged), all in Surge's envelope."""
+    if is_database_outage(exc):
+        logger.warning("database unreachable: %s", type(exc).__name__)
+        return DatabaseUnavailable()
+    if isinstance(exc, RepositoryNotFoundError):
+        return NotFound()
+    if isinstance(exc, RepositoryIntegrityError) and any(
+        isinstance(c, SQLIntegrityError) for c in _causes(exc)
+    ):
+        return Conflict()
+    if isinstance(exc, SQLIntegrityError):
+        return Conflict()
+    logger.error("unhandled database error", exc_info=exc)
+    return ApiError()
+
+
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    return error_response(request, api_error_of(exc))
+
+
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
     return error_response(request, exc)
 
@@ -255,7 +317,12 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
-    """A bug: log it with the request id, tell the client nothing about its insides."""
+    """A bug: log it with the request id, tell the client nothing about its insides.
+
+    Unless it comes from an unreachable database (a connection refused while connecting is raised as
+    the bare ``OSError``): that is a retryable 503."""
+    if is_database_outage(exc):
+        return handle_database_error(request, exc)
     logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
     return error_response(request, ApiError())
 
@@ -263,5 +330,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
+    # Also keeps Advanced Alchemy's plugin from installing its own handler (409 outside the envelope).
+    RepositoryError: handle_database_error,
+    SQLAlchemyError: handle_database_error,
     Exception: handle_unexpected,
 }
