@@ -89,7 +89,16 @@ class AuthSettings(SettingsGroup, kw_only=True, frozen=True):
     password_min_chars: Annotated[int, doc("Shortest password accepted at sign-up")] = 8
     signup_per_ip_per_hour: Annotated[int, doc("Sign-ups allowed per client IP per hour")] = 30
     login_per_ip_per_10min: Annotated[int, doc("Login attempts allowed per client IP per 10 minutes")] = 60
-    login_per_email_per_10min: Annotated[int, doc("Login attempts allowed per email per 10 minutes")] = 10
+    login_per_email_ip_per_10min: Annotated[
+        int, doc("Login attempts allowed per email from one client IP per 10 minutes")
+    ] = 10
+    login_per_email_per_10min: Annotated[
+        int,
+        doc(
+            "Login attempts allowed per email from all IPs together per 10 minutes (looser: one attacker's"
+            " IP cannot lock the owner out)"
+        ),
+    ] = 100
     refresh_per_family_per_10min: Annotated[
         int, doc("Refreshes allowed per login (token family) per 10 min")
     ] = 60

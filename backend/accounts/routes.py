@@ -6,6 +6,7 @@ signature namespace, where Advanced Alchemy registers SQLAlchemy's Session, not 
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.params import JSONBody
 from litestar.response import Response
 
@@ -34,6 +35,11 @@ from backend.errors import (
     UpstreamUnavailable,
     error_responses,
 )
+
+# Tokens and the account export are secrets: no cache (the browser's, a proxy's) may keep a copy, and no
+# browser may sniff them into something it renders.
+NO_STORE = CacheControlHeader(no_store=True)
+NOSNIFF = [ResponseHeader(name="X-Content-Type-Options", value="nosniff", description="Never sniffed")]
 
 
 def to_user(user: m.User) -> User:
@@ -90,6 +96,8 @@ class AuthController(Controller):
 
     @post(
         "/signup",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=201,
         exclude_from_auth=True,
         summary="Create an account",
@@ -110,6 +118,8 @@ class AuthController(Controller):
 
     @post(
         "/login",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Log in with email and password",
@@ -123,6 +133,8 @@ class AuthController(Controller):
 
     @post(
         "/firebase",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Sign in with Firebase (Google, Apple, phone)",
@@ -147,6 +159,8 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Exchange a refresh token for a new pair",
@@ -202,6 +216,8 @@ class MeController(Controller):
 
     @get(
         "/export",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         summary="Everything the account owns, as one JSON document",
         responses=error_responses(Unauthorized),
     )
