@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from backend.conversations.deps import Conversations
@@ -137,18 +137,16 @@ class ConversationController(Controller):
     )
     async def share(
         self,
-        request: Request[Any, Any, Any],
         conversation_id: FromPath[UUID],
         conversations: Conversations,
         current_user: CurrentUser,
         settings: SettingsDep,
     ) -> ShareCreated:
         share = await conversations.share(current_user.id, conversation_id)
-        base = settings.server.public_url or str(request.base_url)
         # A link for people: the web app's page when it is served, else the API's JSON.
         page = "s" if settings.server.web_enabled else "v1/shares"
         return ShareCreated(
-            id=share.id, url=f"{base.rstrip('/')}/{page}/{share.id}", created_at=share.created_at
+            id=share.id, url=f"{settings.public_base_url}/{page}/{share.id}", created_at=share.created_at
         )
 
 
