@@ -46,9 +46,11 @@ from backend.admin import admin_router
 from backend.admission.board import MemoryBoard, OverloadBoard, RedisBoard
 from backend.admission.client_ip import ClientIps
 from backend.admission.controller import AdmissionController
+from backend.admission.creation import CreationLimits
 from backend.admission.deps import admission_providers
 from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, TurnRateLimit
 from backend.admission.routes import my_usage
+from backend.admission.slots import UserSlots
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
 from backend.chat.deps import chat_providers
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
@@ -137,6 +139,10 @@ class Components:
     admission: AdmissionController
     client_ips: ClientIps
     turn_rate_limit: TurnRateLimit
+    creation_limits: CreationLimits
+    # what each user may hold open at once in this process
+    stream_slots: UserSlots
+    socket_slots: UserSlots
     # chat
     event_log: EventLog
     control: ControlChannel
@@ -281,6 +287,9 @@ def build_components(settings: Settings) -> Components:
         admission=admission,
         client_ips=ClientIps(settings.auth.trusted_proxies),
         turn_rate_limit=TurnRateLimit(limiter, settings.admission),
+        creation_limits=CreationLimits(limiter, settings.admission),
+        stream_slots=UserSlots("event streams", settings.admission.streams_per_user),
+        socket_slots=UserSlots("WebSockets", settings.admission.sockets_per_user),
         event_log=event_log,
         control=control,
         store=store,
@@ -372,9 +381,11 @@ def providers(c: Components) -> dict[str, Provide]:
             admission=c.admission,
             client_ips=c.client_ips,
             turn_rate_limit=c.turn_rate_limit,
+            creation_limits=c.creation_limits,
+            socket_slots=c.socket_slots,
         ),
         **inference_providers(pool=c.pool),
-        **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store)),
+        **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store, c.stream_slots)),
         **conversation_providers(live_answers=c.turns),
         **push_providers(),
     }

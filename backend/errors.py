@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from datetime import datetime
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
 from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
 from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFoundError
@@ -41,7 +43,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -233,20 +235,41 @@ def _validation_fields(exc: ValidationException) -> dict[str, str]:
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception and what it was raised from or during, outermost first (cycles cut)."""
+    """The exception, what it was raised from or during, and the driver error SQLAlchemy wraps, outermost
+    first (cycles cut)."""
     chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current in chain:
+            continue
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        if isinstance(current, DBAPIError) and isinstance(current.orig, BaseException):
+            pending.append(current.orig)
+        if (following := current.__cause__ or current.__context__) is not None:
+            pending.append(following)
     return chain
 
 
+# The driver's ways of saying the server is gone or not accepting connections (a restart, a failover).
+_ASYNCPG_OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
 def is_database_outage(exc: BaseException) -> bool:
-    """A failure to reach the database rather than a statement it refused: a lost or refused connection,
-    a connection SQLAlchemy invalidated, or no pooled connection free in time."""
+    """A failure to reach the database rather than a statement it refused: a refused, lost or invalidated
+    connection, a server shutting down or starting up, no pooled connection free in time. (Not every
+    ``OperationalError``: SQLite raises it for a missing table too, which is a bug, a 500.)"""
     for cause in _causes(exc):
-        if isinstance(cause, PoolTimeoutError | OperationalError | InterfaceError | ConnectionError):
+        if isinstance(cause, PoolTimeoutError | ConnectionError | TimeoutError | socket.gaierror):
+            return True
+        if isinstance(cause, _ASYNCPG_OUTAGES):
             return True
         if isinstance(cause, DBAPIError) and cause.connection_invalidated:
             return True

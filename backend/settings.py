@@ -324,6 +324,18 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
     messages_per_ip_per_min: Annotated[
         int, doc("Turns one client IP may start per minute (generous: carriers put many phones on one IP)")
     ] = 600
+    conversations_per_user_per_min: Annotated[
+        int, doc("Conversations one user may create per minute (else 429)")
+    ] = 30
+    devices_per_user_per_min: Annotated[
+        int, doc("Device registrations one user may make per minute (else 429)")
+    ] = 10
+    streams_per_user: Annotated[
+        int, doc("Event streams (SSE) one user may have open at once, per backend process (else 429)")
+    ] = 16
+    sockets_per_user: Annotated[
+        int, doc("WebSockets one user may have open at once, per backend process (else closed, 1013)")
+    ] = 8
     ladder_thresholds: Annotated[
         str,
         doc(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from uuid import UUID
 
@@ -61,11 +62,22 @@ def turn_created(accepted: AcceptedTurn) -> TurnCreated:
     )
 
 
-def answer(streams: TurnStreams, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
+async def answer(
+    streams: TurnStreams, user_id: UUID, stream: bool, accept: Callable[[], Awaitable[AcceptedTurn]]
+) -> Response[TurnCreated] | Stream:
+    """Accept a turn and answer 202, or its event stream. A stream's slot is taken first: a user with
+    too many streams open is refused (429) before a turn is created that nobody asked to watch."""
+    slot = streams.slots.take(user_id) if stream else None
+    try:
+        accepted = await accept()
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
     created = turn_created(accepted)
-    if stream:
-        return streams.sse(accepted.assistant_message, 0, opening=("turn", created))
-    return Response(created, status_code=202)
+    if slot is None:
+        return Response(created, status_code=202)
+    return streams.sse(accepted.assistant_message, 0, slot=slot, opening=("turn", created))
 
 
 TURN_ERRORS = error_responses(
@@ -105,8 +117,12 @@ async def send_message(
     request = TurnRequest(
         content=data.content, parent_id=data.parent_id, model=data.model, thinking=data.thinking
     )
-    accepted = await turns.send(current_user, conversation_id, request, idempotency_key)
-    return answer(streams, accepted, data.stream)
+    return await answer(
+        streams,
+        current_user.id,
+        data.stream,
+        lambda: turns.send(current_user, conversation_id, request, idempotency_key),
+    )
 
 
 class TurnController(Controller):
@@ -131,8 +147,12 @@ class TurnController(Controller):
     ) -> Response[TurnCreated] | Stream:
         await turn_rate_limit.check(current_user.id, client_ip)
         request = AnswerRequest(model=data.model, thinking=data.thinking)
-        accepted = await turns.regenerate(current_user, message_id, request, idempotency_key)
-        return answer(streams, accepted, data.stream)
+        return await answer(
+            streams,
+            current_user.id,
+            data.stream,
+            lambda: turns.regenerate(current_user, message_id, request, idempotency_key),
+        )
 
     @get(
         "/v1/messages/{message_id:uuid}",
@@ -163,7 +183,8 @@ class TurnController(Controller):
     ) -> Stream:
         # The service's session is closed before the stream starts: a stream holds no connection.
         message = await turns.owned_answer(current_user.id, message_id)
-        return streams.sse(message, parse_after(after, last_event_id))
+        slot = streams.slots.take(current_user.id)
+        return streams.sse(message, parse_after(after, last_event_id), slot=slot)
 
     @post(
         "/v1/messages/{message_id:uuid}/cancel",

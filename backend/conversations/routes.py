@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from backend.admission.deps import Creations
 from backend.conversations.deps import Conversations
 from backend.conversations.schemas import (
     Conversation,
@@ -25,7 +26,7 @@ from backend.conversations.schemas import (
     message_view,
 )
 from backend.deps import CurrentUser, SettingsDep
-from backend.errors import NotFound, Unauthorized, error_responses
+from backend.errors import NotFound, RateLimited, Unauthorized, error_responses
 from backend.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backend.security import BEARER
 
@@ -34,13 +35,21 @@ class ConversationController(Controller):
     path = "/v1/conversations"
     tags = ["Conversations"]
 
-    @post("/", status_code=201, summary="Start a conversation", responses=error_responses(Unauthorized))
+    @post(
+        "/",
+        status_code=201,
+        summary="Start a conversation",
+        description="`429 rate_limited` past SURGE_ADMISSION_CONVERSATIONS_PER_USER_PER_MIN a minute.",
+        responses=error_responses(Unauthorized, RateLimited),
+    )
     async def create(
         self,
         data: JSONBody[ConversationCreate],
         conversations: Conversations,
         current_user: CurrentUser,
+        creation_limits: Creations,
     ) -> Conversation:
+        await creation_limits.conversation(current_user.id)
         conversation = await conversations.create(current_user.id, title=data.title, model=data.model)
         return conversation_view(conversation)
 

@@ -8,7 +8,7 @@ from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityErr
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from backend.app import create_app
-from backend.errors import Conflict, DatabaseUnavailable, api_error_of
+from backend.errors import ApiError, Conflict, DatabaseUnavailable, api_error_of
 from tests.conftest import error_of, make_settings, serve
 
 # Nothing listens on port 1: the database is unreachable.
@@ -48,6 +48,8 @@ def wrapped(cause: Exception, wrapper: RepositoryError) -> RepositoryError:
         (wrapped(IntegrityError("INSERT", {}, Exception()), DuplicateKeyError()), Conflict),
         (OperationalError("SELECT", {}, ConnectionRefusedError()), DatabaseUnavailable),
         (ConnectionRefusedError(), DatabaseUnavailable),
+        # SQLite says "no such table" with an OperationalError too: a bug, not an outage.
+        (OperationalError("SELECT", {}, Exception("no such table: x")), ApiError),
     ],
 )
 def test_database_errors_map_to_surge_errors(exc, expected):
