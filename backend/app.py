@@ -51,6 +51,7 @@ from backend.admission.deps import admission_providers
 from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, TurnRateLimit
 from backend.admission.routes import my_usage
 from backend.admission.slots import UserSlots
+from backend.allow import complete_allow
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
 from backend.chat.deps import chat_providers
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
@@ -58,6 +59,7 @@ from backend.chat.leases import LeaseKeeper
 from backend.chat.routes import TurnController, send_message
 from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService
+from backend.chat.sse_schema import TurnEventStreamPlugin
 from backend.chat.store import TurnStore
 from backend.chat.stream import TurnStreams
 from backend.chat.titles import TitleWriter
@@ -463,7 +465,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[*route_handlers(), *web_routes(settings)],
         dependencies=providers(components),
-        plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine))],
+        plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine)), TurnEventStreamPlugin()],
         middleware=[
             timing_middleware,
             http_metrics.middleware,
@@ -474,7 +476,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=SurgeRequest,
         before_request=refuse_nul_in_query,
-        before_send=[add_request_id_header, log_response],
+        before_send=[add_request_id_header, log_response, complete_allow],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
         lifespan=[lifespan],

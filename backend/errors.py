@@ -69,11 +69,14 @@ class ApiError(Exception):
         retry_after_s: float | None = None,
         fields: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.retry_after_s = retry_after_s
         self.fields = fields
         self.extra = extra or {}
+        # Headers the answer must carry besides Retry-After (a 405's Allow).
+        self.headers = headers or {}
         super().__init__(self.message)
 
 
@@ -207,7 +210,7 @@ def error_response(request: Request[Any, Any, Any], error: ApiError) -> Response
     retry_after = error.retry_after_s
     if retry_after is None and error.status_code in DEFAULT_RETRY_AFTER_S:
         retry_after = DEFAULT_RETRY_AFTER_S[error.status_code]
-    headers: dict[str, str] = {}
+    headers = dict(error.headers)
     if retry_after is not None:
         retry_after = float(retry_after_header(retry_after))
         headers["Retry-After"] = retry_after_header(retry_after)
@@ -320,7 +323,9 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     elif isinstance(exc, NotFoundException):
         error = NotFound()
     elif isinstance(exc, MethodNotAllowedException):
-        error = MethodNotAllowed()
+        # RFC 9110: a 405 lists the methods the route has (Litestar's router put them in `allow`).
+        allow = next((value for name, value in (exc.headers or {}).items() if name.lower() == "allow"), None)
+        error = MethodNotAllowed(headers={"Allow": allow} if allow else None)
     elif isinstance(exc, RequestEntityTooLarge):
         error = PayloadTooLarge()
     elif exc.status_code == 429:

@@ -7,12 +7,14 @@ signature namespace, where Advanced Alchemy registers SQLAlchemy's Session, not 
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.datastructures import CacheControlHeader, ResponseHeader
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Response
 
 from backend.accounts.deps import Accounts, AuthLimits
 from backend.accounts.export import export_account
 from backend.accounts.schemas import (
+    AccountExport,
     FirebaseSession,
     FirebaseSignIn,
     LoginRequest,
@@ -219,7 +221,12 @@ class MeController(Controller):
         cache_control=NO_STORE,
         response_headers=NOSNIFF,
         summary="Everything the account owns, as one JSON document",
-        responses=error_responses(Unauthorized),
+        responses={
+            **error_responses(Unauthorized),
+            200: ResponseSpec(
+                data_container=AccountExport, description="The document (also a download: surge-export.json)"
+            ),
+        },
     )
     async def export(self, db_session: DbSession, current_user: CurrentUser) -> Response[bytes]:
         document = await export_account(db_session, current_user)

@@ -15,6 +15,7 @@ from backend.admission.deps import ClientIp, TurnRate
 from backend.chat.deps import Streams, Turns
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
 from backend.chat.service import AcceptedTurn, AnswerRequest, TurnRequest
+from backend.chat.sse_schema import TurnEventStream
 from backend.chat.stream import TurnStreams, parse_after
 from backend.conversations.schemas import Message, message_view
 from backend.deps import CurrentUser
@@ -40,14 +41,20 @@ IdempotencyKey = Annotated[
     ),
 ]
 After = Annotated[
-    int | None, QueryParameter(ge=0, description="Replay the events after this seq (default: all of them)")
+    int | None,
+    QueryParameter(
+        ge=0,
+        description="Replay the events after this seq (default: all of them)",
+        # Litestar puts no bound on an optional integer's schema: state it (it constrains only numbers).
+        schema_extra={"minimum": 0},
+    ),
 ]
 LastEventId = Annotated[
     str | None, HeaderParameter(name="Last-Event-ID", description="What EventSource sends on reconnect")
 ]
 
 EVENT_STREAM_DOC = ResponseSpec(
-    data_container=str,
+    data_container=TurnEventStream,
     media_type="text/event-stream",
     description="Server-Sent Events: `id:` is the seq, `event:` the name, `data:` JSON "
     "(API.md, The event stream)",

@@ -110,7 +110,10 @@ class ConversationController(Controller):
         return conversation_view(conversation)
 
     @delete(
-        "/{conversation_id:uuid}", status_code=204, summary="Delete a conversation, its messages and shares"
+        "/{conversation_id:uuid}",
+        status_code=204,
+        summary="Delete a conversation, its messages and shares",
+        responses=error_responses(Unauthorized, NotFound),
     )
     async def delete_conversation(
         self,
