@@ -185,19 +185,22 @@ class ErrorEnvelope(msgspec.Struct):
 def error_responses(*errors: type[ApiError]) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the errors a route can answer with, in Surge's envelope (not Litestar's).
 
-    Every route can fail validation (400) or hit a bug (500); name the rest.
+    Every route can fail validation (400), find its database unreachable (503, ``DatabaseUnavailable``)
+    or hit a bug (500); name the rest.
     """
-    documented: dict[int, list[type[ApiError]]] = {}
-    kinds: list[type[ApiError]] = [ValidationFailed, *errors, ApiError]
+    documented: dict[int, list[str]] = {}
+    kinds: list[type[ApiError]] = [ValidationFailed, *errors, DatabaseUnavailable, ApiError]
     for error in kinds:
-        documented.setdefault(error.status_code, []).append(error)
+        codes = documented.setdefault(error.status_code, [])
+        if error.code not in codes:
+            codes.append(error.code)
     return {
         status: ResponseSpec(
             data_container=ErrorEnvelope,
             generate_examples=False,
-            description=" or ".join(f"`{error.code}`" for error in kinds),
+            description=" or ".join(f"`{code}`" for code in codes),
         )
-        for status, kinds in documented.items()
+        for status, codes in documented.items()
     }
 
 

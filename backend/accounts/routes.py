@@ -31,6 +31,7 @@ from backend.deps import CurrentUser, DbSession
 from backend.errors import (
     Conflict,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     SignupsPaused,
     Unauthorized,
@@ -104,7 +105,7 @@ class AuthController(Controller):
         exclude_from_auth=True,
         summary="Create an account",
         description="`503 signups_paused` (with Retry-After) while the overload policy has closed sign-ups.",
-        responses=error_responses(Conflict, RateLimited, SignupsPaused),
+        responses=error_responses(PayloadTooLarge, Conflict, RateLimited, SignupsPaused),
     )
     async def sign_up(
         self,
@@ -125,7 +126,7 @@ class AuthController(Controller):
         status_code=200,
         exclude_from_auth=True,
         summary="Log in with email and password",
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def log_in(
         self, data: JSONBody[LoginRequest], accounts: Accounts, auth_limits: AuthLimits, client_ip: ClientIp
@@ -142,7 +143,7 @@ class AuthController(Controller):
         summary="Sign in with Firebase (Google, Apple, phone)",
         description=FIREBASE_SIGN_IN,
         responses=error_responses(
-            Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable, SignupsPaused
+            PayloadTooLarge, Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable, SignupsPaused
         ),
     )
     async def firebase_sign_in(
@@ -166,7 +167,7 @@ class AuthController(Controller):
         status_code=200,
         exclude_from_auth=True,
         summary="Exchange a refresh token for a new pair",
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def refresh(
         self, data: JSONBody[RefreshRequest], accounts: Accounts, auth_limits: AuthLimits
@@ -182,7 +183,7 @@ class AuthController(Controller):
     status_code=204,
     tags=["Accounts"],
     summary="Revoke this login's refresh tokens",
-    responses=error_responses(Unauthorized),
+    responses=error_responses(PayloadTooLarge, Unauthorized),
 )
 async def log_out(data: JSONBody[RefreshRequest], accounts: Accounts, current_user: CurrentUser) -> None:
     await accounts.log_out(current_user, data.refresh_token)
@@ -196,7 +197,7 @@ class MeController(Controller):
     async def get_me(self, current_user: CurrentUser) -> User:
         return to_user(current_user)
 
-    @patch("/", summary="Change the display name", responses=error_responses(Unauthorized))
+    @patch("/", summary="Change the display name", responses=error_responses(PayloadTooLarge, Unauthorized))
     async def update_me(
         self, data: JSONBody[UserUpdate], accounts: Accounts, current_user: CurrentUser
     ) -> User:

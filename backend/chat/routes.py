@@ -177,7 +177,7 @@ class TurnController(Controller):
         description="Works for finished answers too. A finished answer whose event log has expired "
         "(SURGE_EVENT_LOG_TTL_S) is replayed compactly: started, the whole reasoning, the whole content, "
         "then the terminal event.",
-        responses={**error_responses(Unauthorized, NotFound), 200: EVENT_STREAM_DOC},
+        responses={**error_responses(Unauthorized, NotFound, RateLimited), 200: EVENT_STREAM_DOC},
     )
     async def events(
         self,
@@ -205,7 +205,7 @@ class TurnController(Controller):
     @put(
         "/v1/messages/{message_id:uuid}/feedback",
         summary="Rate an answer (null clears the rating)",
-        responses=error_responses(Unauthorized, NotFound),
+        responses=error_responses(PayloadTooLarge, Unauthorized, NotFound),
     )
     async def feedback(
         self,

@@ -26,7 +26,7 @@ from backend.conversations.schemas import (
     message_view,
 )
 from backend.deps import CurrentUser, SettingsDep
-from backend.errors import NotFound, RateLimited, Unauthorized, error_responses
+from backend.errors import NotFound, PayloadTooLarge, RateLimited, Unauthorized, error_responses
 from backend.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backend.security import BEARER
 
@@ -40,7 +40,7 @@ class ConversationController(Controller):
         status_code=201,
         summary="Start a conversation",
         description="`429 rate_limited` past SURGE_ADMISSION_CONVERSATIONS_PER_USER_PER_MIN a minute.",
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def create(
         self,
@@ -94,7 +94,7 @@ class ConversationController(Controller):
     @patch(
         "/{conversation_id:uuid}",
         summary="Rename, pin, archive or select a branch",
-        responses=error_responses(Unauthorized, NotFound),
+        responses=error_responses(PayloadTooLarge, Unauthorized, NotFound),
     )
     async def update(
         self,

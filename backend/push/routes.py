@@ -9,7 +9,7 @@ from litestar.params import FromPath, JSONBody
 
 from backend.admission.deps import Creations
 from backend.deps import CurrentUser
-from backend.errors import NotFound, RateLimited, Unauthorized, error_responses
+from backend.errors import NotFound, PayloadTooLarge, RateLimited, Unauthorized, error_responses
 from backend.push.deps import Devices
 from backend.push.schemas import Device, DeviceList, DeviceRegistration, device_view
 
@@ -29,7 +29,7 @@ class DeviceController(Controller):
             "account's answers stop going to it. Answers `201` in both cases. `429 rate_limited` past "
             "SURGE_ADMISSION_DEVICES_PER_USER_PER_MIN registrations a minute."
         ),
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def register(
         self,

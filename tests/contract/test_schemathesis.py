@@ -113,7 +113,8 @@ def test_schemathesis_finds_nothing(server: Server, tmp_path: Path) -> None:
         *("--header", f"{header[0]}: {header[1]}"),
         *("--exclude-name", OWN_ACCOUNT, "--seed", str(SEED), "--workers", "1", "--no-color"),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # In tmp_path: schemathesis keeps a cache directory where it runs.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-20_000:] + result.stderr[-5_000:]
 
 
