@@ -27,7 +27,15 @@ from backend.chat.stream import TurnStreams
 from backend.conversations.schemas import message_view
 from backend.db import models as m
 from backend.deps import SettingsDep
-from backend.errors import ApiError, NotFound, RateLimited, Unauthorized, ValidationFailed
+from backend.errors import (
+    ApiError,
+    DatabaseUnavailable,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+    is_database_outage,
+)
 from backend.request_guard import CONTAINS_NUL, contains_nul
 
 logger = logging.getLogger("surge.chat")
@@ -302,6 +310,10 @@ async def _receive(socket: WebSocket[Any, Any, Any], session: Session, max_frame
             session.error("validation_error", f"Bad frame: {exc}")
         except ApiError as exc:
             session.error(exc.code, exc.message, ref)
-        except Exception:
+        except Exception as exc:
+            if is_database_outage(exc):  # retryable, as the same failure over HTTP is a 503
+                unavailable = DatabaseUnavailable()
+                session.error(unavailable.code, unavailable.message, ref)
+                continue
             logger.exception("websocket frame failed")
             session.error("internal", "Internal error.", ref)
