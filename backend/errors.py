@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import traceback
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -268,12 +269,28 @@ _ASYNCPG_OUTAGES: tuple[type[BaseException], ...] = (
 )
 
 
+_DRIVER_MODULES = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    return any(module in frame.filename for frame in frames for module in _DRIVER_MODULES)
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """A failure to reach the database rather than a statement it refused: a refused, lost or invalidated
     connection, a server shutting down or starting up, no pooled connection free in time. (Not every
     ``OperationalError``: SQLite raises it for a missing table too, which is a bug, a 500.)"""
-    for cause in _causes(exc):
-        if isinstance(cause, PoolTimeoutError | ConnectionError | TimeoutError | socket.gaierror):
+    causes = _causes(exc)
+    # A network error counts when SQLAlchemy wrapped it or it came out of the database driver (asyncpg
+    # raises the OSError of a refused connect as it is); the same error from elsewhere is not an outage.
+    wrapped = any(isinstance(cause, SQLAlchemyError | RepositoryError) for cause in causes)
+    for cause in causes:
+        if isinstance(cause, PoolTimeoutError):
+            return True
+        if isinstance(cause, ConnectionError | TimeoutError | socket.gaierror) and (
+            wrapped or _raised_by_driver(cause)
+        ):
             return True
         if isinstance(cause, _ASYNCPG_OUTAGES):
             return True

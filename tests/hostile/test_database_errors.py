@@ -47,7 +47,8 @@ def wrapped(cause: Exception, wrapper: RepositoryError) -> RepositoryError:
         ),
         (wrapped(IntegrityError("INSERT", {}, Exception()), DuplicateKeyError()), Conflict),
         (OperationalError("SELECT", {}, ConnectionRefusedError()), DatabaseUnavailable),
-        (ConnectionRefusedError(), DatabaseUnavailable),
+        # Not from the database driver (no traceback through it): not the database's outage.
+        (ConnectionRefusedError(), ApiError),
         # SQLite says "no such table" with an OperationalError too: a bug, not an outage.
         (OperationalError("SELECT", {}, Exception("no such table: x")), ApiError),
     ],
