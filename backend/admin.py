@@ -13,7 +13,7 @@ from backend.admission.board import Override
 from backend.admission.deps import Admission
 from backend.admission.schemas import AdmissionState, OverloadOverride
 from backend.deps import SettingsDep
-from backend.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
+from backend.errors import Forbidden, PayloadTooLarge, Unauthorized, ValidationFailed, error_responses
 from backend.inference.deps import Pool
 
 # /get_load figures older than this are not shown as a worker's queue.
@@ -79,7 +79,7 @@ async def fleet(pool: Pool, admission: Admission, settings: SettingsDep) -> Flee
     description="Applies to every replica sharing Redis. Levels: 0 normal, 1 shorter answers for free "
     "users, 2 thinking off for free users, 3 sign-ups paused, 4 free turns that would have to wait "
     "refused (and shorter answers for plus). Returns the admission state after the change.",
-    responses=error_responses(Unauthorized, Forbidden, ValidationFailed),
+    responses=error_responses(PayloadTooLarge, Unauthorized, Forbidden, ValidationFailed),
 )
 async def set_overload(data: JSONBody[OverloadOverride], admission: Admission) -> AdmissionState:
     await admission.set_override(Override(level=data.level, signups_open=data.signups_open))

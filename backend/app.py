@@ -46,9 +46,12 @@ from backend.admin import admin_router
 from backend.admission.board import MemoryBoard, OverloadBoard, RedisBoard
 from backend.admission.client_ip import ClientIps
 from backend.admission.controller import AdmissionController
+from backend.admission.creation import CreationLimits
 from backend.admission.deps import admission_providers
 from backend.admission.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, TurnRateLimit
 from backend.admission.routes import my_usage
+from backend.admission.slots import UserSlots
+from backend.allow import complete_allow
 from backend.api_keys.auth import KeyAuthenticator
 from backend.api_keys.deps import api_key_providers
 from backend.api_keys.keys import KeyHasher
@@ -60,6 +63,7 @@ from backend.chat.leases import LeaseKeeper
 from backend.chat.routes import TurnController, send_message
 from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService
+from backend.chat.sse_schema import TurnEventStreamPlugin
 from backend.chat.store import TurnStore
 from backend.chat.stream import TurnStreams
 from backend.chat.titles import TitleWriter
@@ -98,6 +102,7 @@ from backend.push.dispatcher import PushDispatcher
 from backend.push.fcm import PushSender, build_sender
 from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
+from backend.request_guard import SurgeRequest, refuse_nul_in_query
 from backend.security import BEARER, OPENAPI_COMPONENTS
 from backend.settings import Settings, load_settings
 from backend.web.routes import web_routes
@@ -144,6 +149,10 @@ class Components:
     admission: AdmissionController
     client_ips: ClientIps
     turn_rate_limit: TurnRateLimit
+    creation_limits: CreationLimits
+    # what each user may hold open at once in this process
+    stream_slots: UserSlots
+    socket_slots: UserSlots
     # chat
     event_log: EventLog
     control: ControlChannel
@@ -296,6 +305,9 @@ def build_components(settings: Settings) -> Components:
         admission=admission,
         client_ips=ClientIps(settings.auth.trusted_proxies),
         turn_rate_limit=turn_rate_limit,
+        creation_limits=CreationLimits(limiter, settings.admission),
+        stream_slots=UserSlots("event streams", settings.admission.streams_per_user),
+        socket_slots=UserSlots("WebSockets", settings.admission.sockets_per_user),
         event_log=event_log,
         control=control,
         store=store,
@@ -397,9 +409,11 @@ def providers(c: Components) -> dict[str, Provide]:
             admission=c.admission,
             client_ips=c.client_ips,
             turn_rate_limit=c.turn_rate_limit,
+            creation_limits=c.creation_limits,
+            socket_slots=c.socket_slots,
         ),
         **inference_providers(pool=c.pool),
-        **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store)),
+        **chat_providers(turns=c.turns, streams=TurnStreams(c.event_log, c.store, c.stream_slots)),
         **conversation_providers(live_answers=c.turns),
         **push_providers(),
         **api_key_providers(hasher=c.key_hasher),
@@ -505,7 +519,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[*route_handlers(), *web_routes(settings)],
         dependencies=providers(components),
-        plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine))],
+        plugins=[SQLAlchemyPlugin(config=alchemy_config(components.engine)), TurnEventStreamPlugin()],
         middleware=[
             timing_middleware,
             http_metrics.middleware,
@@ -517,7 +531,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
         ],
         exception_handlers=exception_handlers(),
-        before_send=[add_request_id_header, log_response],
+        request_class=SurgeRequest,
+        before_request=refuse_nul_in_query,
+        before_send=[add_request_id_header, log_response, complete_allow],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
         lifespan=[lifespan],

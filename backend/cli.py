@@ -48,6 +48,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         workers=workers,
         log_config=None,
         proxy_headers=False,
+        # WebSocket frames are capped like request bodies (uvicorn would take 16 MiB): it closes 1009.
+        ws_max_size=settings.server.max_body_bytes,
         # Streams end with their turn; give them time to finish on a rolling restart.
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_s),
     )

@@ -14,6 +14,7 @@ The hierarchy (status, stable ``code``)::
     ├── QuotaExceeded (429 quota_exceeded)
     ├── Overloaded (503 overloaded)
     ├── UpstreamUnavailable (503 upstream_unavailable)
+    │   └── DatabaseUnavailable (503 upstream_unavailable: the database, not a worker)
     └── SignupsPaused (503 signups_paused)
 """
 
@@ -21,10 +22,16 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
+import traceback
 from datetime import datetime
 from typing import Any, ClassVar
 
+import asyncpg
 import msgspec
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
+from advanced_alchemy.exceptions import NotFoundError as RepositoryNotFoundError
+from advanced_alchemy.exceptions import RepositoryError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -37,6 +44,9 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError as SQLIntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from backend.observability.request_id import request_id_of
 
@@ -60,11 +70,14 @@ class ApiError(Exception):
         retry_after_s: float | None = None,
         fields: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.retry_after_s = retry_after_s
         self.fields = fields
         self.extra = extra or {}
+        # Headers the answer must carry besides Retry-After (a 405's Allow).
+        self.headers = headers or {}
         super().__init__(self.message)
 
 
@@ -137,6 +150,14 @@ class UpstreamUnavailable(ApiError):
     default_message = "No inference worker is available; retry later."
 
 
+class DatabaseUnavailable(UpstreamUnavailable):
+    """The database is unreachable (restarting, failing over, pool exhausted): retryable, like a missing
+    worker. API.md has no code of its own for it; ``upstream_unavailable`` is the retryable 503 a client
+    already handles."""
+
+    default_message = "The database is unreachable; retry later."
+
+
 class SignupsPaused(ApiError):
     status_code = 503
     code = "signups_paused"
@@ -165,19 +186,22 @@ class ErrorEnvelope(msgspec.Struct):
 def error_responses(*errors: type[ApiError]) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the errors a route can answer with, in Surge's envelope (not Litestar's).
 
-    Every route can fail validation (400) or hit a bug (500); name the rest.
+    Every route can fail validation (400), find its database unreachable (503, ``DatabaseUnavailable``)
+    or hit a bug (500); name the rest.
     """
-    documented: dict[int, list[type[ApiError]]] = {}
-    kinds: list[type[ApiError]] = [ValidationFailed, *errors, ApiError]
+    documented: dict[int, list[str]] = {}
+    kinds: list[type[ApiError]] = [ValidationFailed, *errors, DatabaseUnavailable, ApiError]
     for error in kinds:
-        documented.setdefault(error.status_code, []).append(error)
+        codes = documented.setdefault(error.status_code, [])
+        if error.code not in codes:
+            codes.append(error.code)
     return {
         status: ResponseSpec(
             data_container=ErrorEnvelope,
             generate_examples=False,
-            description=" or ".join(f"`{error.code}`" for error in kinds),
+            description=" or ".join(f"`{code}`" for code in codes),
         )
-        for status, kinds in documented.items()
+        for status, codes in documented.items()
     }
 
 
@@ -190,7 +214,7 @@ def error_response(request: Request[Any, Any, Any], error: ApiError) -> Response
     retry_after = error.retry_after_s
     if retry_after is None and error.status_code in DEFAULT_RETRY_AFTER_S:
         retry_after = DEFAULT_RETRY_AFTER_S[error.status_code]
-    headers: dict[str, str] = {}
+    headers = dict(error.headers)
     if retry_after is not None:
         retry_after = float(retry_after_header(retry_after))
         headers["Retry-After"] = retry_after_header(retry_after)
@@ -217,6 +241,90 @@ def _validation_fields(exc: ValidationException) -> dict[str, str]:
     return fields
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception, what it was raised from or during, and the driver error SQLAlchemy wraps, outermost
+    first (cycles cut)."""
+    chain: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if current in chain:
+            continue
+        chain.append(current)
+        if isinstance(current, DBAPIError) and isinstance(current.orig, BaseException):
+            pending.append(current.orig)
+        if (following := current.__cause__ or current.__context__) is not None:
+            pending.append(following)
+    return chain
+
+
+# The driver's ways of saying the server is gone or not accepting connections (a restart, a failover).
+_ASYNCPG_OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+_DRIVER_MODULES = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
+
+
+def _raised_by_driver(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ is not None else []
+    return any(module in frame.filename for frame in frames for module in _DRIVER_MODULES)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A failure to reach the database rather than a statement it refused: a refused, lost or invalidated
+    connection, a server shutting down or starting up, no pooled connection free in time. (Not every
+    ``OperationalError``: SQLite raises it for a missing table too, which is a bug, a 500.)"""
+    causes = _causes(exc)
+    # A network error counts when SQLAlchemy wrapped it or it came out of the database driver (asyncpg
+    # raises the OSError of a refused connect as it is); the same error from elsewhere is not an outage.
+    wrapped = any(isinstance(cause, SQLAlchemyError | RepositoryError) for cause in causes)
+    for cause in causes:
+        if isinstance(cause, PoolTimeoutError):
+            return True
+        if isinstance(cause, ConnectionError | TimeoutError | socket.gaierror) and (
+            wrapped or _raised_by_driver(cause)
+        ):
+            return True
+        if isinstance(cause, _ASYNCPG_OUTAGES):
+            return True
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+    return False
+
+
+def database_error_of(exc: Exception) -> ApiError:
+    """The error a client is told about for a database failure a route did not handle itself.
+
+    Advanced Alchemy's repositories wrap every failed statement, a lost connection included, in its own
+    ``IntegrityError``; its default handler then answered ``409 {"status_code", "detail"}``, so a database
+    restart at sign-up read as "email taken". Here an outage is a retryable 503, a real constraint
+    violation a 409 and anything else a 500 (logged), all in Surge's envelope."""
+    if is_database_outage(exc):
+        logger.warning("database unreachable: %s", type(exc).__name__)
+        return DatabaseUnavailable()
+    if isinstance(exc, RepositoryNotFoundError):
+        return NotFound()
+    if isinstance(exc, RepositoryIntegrityError) and any(
+        isinstance(c, SQLIntegrityError) for c in _causes(exc)
+    ):
+        return Conflict()
+    if isinstance(exc, SQLIntegrityError):
+        return Conflict()
+    logger.error("unhandled database error", exc_info=exc)
+    return ApiError()
+
+
+def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    return error_response(request, database_error_of(exc))
+
+
 def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
     return error_response(request, exc)
 
@@ -240,7 +348,9 @@ def api_error_of(exc: HTTPException) -> ApiError:
     elif isinstance(exc, NotFoundException):
         error = NotFound()
     elif isinstance(exc, MethodNotAllowedException):
-        error = MethodNotAllowed()
+        # RFC 9110: a 405 lists the methods the route has (Litestar's router put them in `allow`).
+        allow = next((value for name, value in (exc.headers or {}).items() if name.lower() == "allow"), None)
+        error = MethodNotAllowed(headers={"Allow": allow} if allow else None)
     elif isinstance(exc, RequestEntityTooLarge):
         error = PayloadTooLarge()
     elif exc.status_code == 429:
@@ -260,7 +370,12 @@ def api_error_of(exc: HTTPException) -> ApiError:
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
-    """A bug: log it with the request id, tell the client nothing about its insides."""
+    """A bug: log it with the request id, tell the client nothing about its insides.
+
+    Unless it comes from an unreachable database (a connection refused while connecting is raised as
+    the bare ``OSError``): that is a retryable 503."""
+    if is_database_outage(exc):
+        return handle_database_error(request, exc)
     logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
     return error_response(request, ApiError())
 
@@ -268,5 +383,8 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
+    # Also keeps Advanced Alchemy's plugin from installing its own handler (409 outside the envelope).
+    RepositoryError: handle_database_error,
+    SQLAlchemyError: handle_database_error,
     Exception: handle_unexpected,
 }

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar.params import QueryParameter
@@ -20,13 +21,30 @@ def encode_cursor(position: list[Any]) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, expected_length: int) -> list[Any]:
-    """The position a cursor points after; a tampered or foreign cursor is a 400, not a 500."""
+P = TypeVar("P")
+# A cursor's timestamp must say its offset: a naive one cannot be compared with stored (UTC) times.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def invalid_cursor() -> ValidationFailed:
+    return ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"})
+
+
+def decode_cursor(cursor: str, position_type: type[P]) -> P:
+    """The position a cursor points after, typed (e.g. ``tuple[bool, AwareDatetime, UUID]``).
+
+    A cursor is opaque but comes back from the client: a tampered or foreign one (bad base64, other JSON,
+    wrong types, a naive timestamp, nesting deep enough to exhaust the stack) is a 400, never a 500."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        position = msgspec.json.decode(base64.urlsafe_b64decode(padded))
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"}) from exc
-    if not isinstance(position, list) or len(position) != expected_length:
-        raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"})
-    return position
+        return msgspec.json.decode(base64.urlsafe_b64decode(padded), type=position_type)
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise invalid_cursor() from exc
+
+
+def in_utc(moment: datetime) -> datetime:
+    """A cursor's timestamp in UTC; one whose UTC value falls outside the calendar (year 0) is invalid."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise invalid_cursor() from exc

@@ -14,6 +14,29 @@ Env = Literal["development", "production", "test"]
 # The development JWT secret: fine on a laptop, refused in production (see ``Settings.check_production``).
 INSECURE_JWT_SECRET = "surge-insecure-development-secret-change-me!"  # noqa: S105
 
+# Secrets published as examples (infra/k8s/secrets.example.yaml shipped this one before it was emptied):
+# whoever read the repository can sign access tokens with them.
+PUBLISHED_JWT_SECRETS = frozenset(
+    {INSECURE_JWT_SECRET, "change-me-to-at-least-32-random-characters-0123456789"}
+)
+JWT_SECRET_MIN_CHARS = 32
+# `openssl rand -base64 36` has about 30 distinct characters and 32 random hex digits about 14; "aaaa..."
+# or "abcabc..." padded to length have a handful.
+JWT_SECRET_MIN_DISTINCT_CHARS = 10
+
+
+def jwt_secret_problem(secret: str) -> str | None:
+    """Why this secret must not sign production tokens (published, short, or low entropy); else None."""
+    if secret in PUBLISHED_JWT_SECRETS or "change-me" in secret.lower():
+        return "SURGE_JWT_SECRET is a published example: set a random secret (openssl rand -base64 48)"
+    if len(secret) < JWT_SECRET_MIN_CHARS or len(set(secret)) < JWT_SECRET_MIN_DISTINCT_CHARS:
+        return (
+            f"SURGE_JWT_SECRET must be a random secret of at least {JWT_SECRET_MIN_CHARS} characters with"
+            f" at least {JWT_SECRET_MIN_DISTINCT_CHARS} distinct ones (openssl rand -base64 48)"
+        )
+    return None
+
+
 # Set, it makes firebase-admin skip ID token signature checks (for the Auth emulator): never in production.
 FIREBASE_AUTH_EMULATOR_HOST = "FIREBASE_AUTH_EMULATOR_HOST"
 
@@ -36,7 +59,13 @@ class ServerSettings(SettingsGroup, kw_only=True, frozen=True):
     host: Annotated[str, doc("Interface `surge serve` binds to")] = "127.0.0.1"
     port: Annotated[int, doc("Port `surge serve` listens on")] = 8000
     workers: Annotated[int, doc("Backend processes `surge serve` starts (more than one needs Redis)")] = 1
-    public_url: Annotated[str, doc("Base URL clients reach this service at (used in share links)")] = ""
+    public_url: Annotated[
+        str,
+        doc(
+            "Base URL clients reach this service at, for share links (required in production; unset, the"
+            " `surge serve` address)"
+        ),
+    ] = ""
     web_enabled: Annotated[
         bool, doc("Serve the web chat app at `/` (share links then open its `/s/{id}` page)")
     ] = True
@@ -89,7 +118,16 @@ class AuthSettings(SettingsGroup, kw_only=True, frozen=True):
     password_min_chars: Annotated[int, doc("Shortest password accepted at sign-up")] = 8
     signup_per_ip_per_hour: Annotated[int, doc("Sign-ups allowed per client IP per hour")] = 30
     login_per_ip_per_10min: Annotated[int, doc("Login attempts allowed per client IP per 10 minutes")] = 60
-    login_per_email_per_10min: Annotated[int, doc("Login attempts allowed per email per 10 minutes")] = 10
+    login_per_email_ip_per_10min: Annotated[
+        int, doc("Login attempts allowed per email from one client IP per 10 minutes")
+    ] = 10
+    login_per_email_per_10min: Annotated[
+        int,
+        doc(
+            "Login attempts allowed per email from all IPs together per 10 minutes (looser: one attacker's"
+            " IP cannot lock the owner out)"
+        ),
+    ] = 100
     refresh_per_family_per_10min: Annotated[
         int, doc("Refreshes allowed per login (token family) per 10 min")
     ] = 60
@@ -286,6 +324,18 @@ class AdmissionSettings(SettingsGroup, kw_only=True, frozen=True):
     messages_per_ip_per_min: Annotated[
         int, doc("Turns one client IP may start per minute (generous: carriers put many phones on one IP)")
     ] = 600
+    conversations_per_user_per_min: Annotated[
+        int, doc("Conversations one user may create per minute (else 429)")
+    ] = 30
+    devices_per_user_per_min: Annotated[
+        int, doc("Device registrations one user may make per minute (else 429)")
+    ] = 10
+    streams_per_user: Annotated[
+        int, doc("Event streams (SSE) one user may have open at once, per backend process (else 429)")
+    ] = 16
+    sockets_per_user: Annotated[
+        int, doc("WebSockets one user may have open at once, per backend process (else closed, 1013)")
+    ] = 8
     ladder_thresholds: Annotated[
         str,
         doc(
@@ -413,6 +463,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return f"sqlite+aiosqlite:///{Path(self.server.data_dir) / 'surge.sqlite3'}"
 
     @property
+    def public_base_url(self) -> str:
+        """Where clients reach this service, without a trailing slash: ``SURGE_PUBLIC_URL``, else (only
+        outside production) the address ``surge serve`` listens on. Never the request's Host header: a
+        client could make Surge hand out links to a site of its choosing."""
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host  # noqa: S104
+        return f"http://{host}:{self.server.port}"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -421,8 +481,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         problems: list[str] = []
         if self.server.env != "production":
             return problems
-        if self.auth.jwt_secret == INSECURE_JWT_SECRET or len(self.auth.jwt_secret) < 32:
-            problems.append("SURGE_JWT_SECRET must be set to a random secret of at least 32 characters")
+        if (secret_problem := jwt_secret_problem(self.auth.jwt_secret)) is not None:
+            problems.append(secret_problem)
+        # Share links are built from it: never from the request's Host header, which the client writes.
+        if not self.server.public_url.startswith(("https://", "http://")):
+            problems.append("SURGE_PUBLIC_URL must be the http(s) URL clients reach this service at")
         if self.is_sqlite:
             problems.append(
                 "SURGE_DATABASE_URL must point at PostgreSQL (SQLite is the embedded default only)"

@@ -150,6 +150,8 @@ class Rig:
             "SURGE_ADMISSION_MESSAGES_PER_IP_PER_MIN": "100000",
             "SURGE_SIGNUP_PER_IP_PER_HOUR": "100000",
             "SURGE_LOGIN_PER_IP_PER_10MIN": "100000",
+            # Unattended sends each open a conversation of their own, faster than a person would.
+            "SURGE_ADMISSION_CONVERSATIONS_PER_USER_PER_MIN": "100000",
             # A dead replica's turns are settled within seconds, and retried pushes come back within 10 s.
             "SURGE_LEASE_TTL_S": "6",
             "SURGE_SWEEP_INTERVAL_S": "2",

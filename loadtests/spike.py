@@ -174,6 +174,8 @@ def surge_env(run: Run, port: int) -> dict[str, str]:
         "SURGE_LOGIN_PER_IP_PER_10MIN": big,
         "SURGE_ADMISSION_MESSAGES_PER_IP_PER_MIN": big,
         "SURGE_ADMISSION_MESSAGES_PER_USER_PER_MIN": "1000",
+        # Time is compressed: a user's conversations come faster than a person's would.
+        "SURGE_ADMISSION_CONVERSATIONS_PER_USER_PER_MIN": "1000",
         # Quotas are not what this run measures.
         "SURGE_TIER_FREE_MESSAGES": big,
         "SURGE_TIER_PLUS_MESSAGES": big,

@@ -49,7 +49,8 @@ def test_production_accepts_a_real_configuration():
     settings = load_settings(
         {
             "SURGE_ENV": "production",
-            "SURGE_JWT_SECRET": "k" * 48,
+            "SURGE_JWT_SECRET": "pV3x9QmZ-2LtR7wKc_8nYbH4sJfD6gA1eUoTiE5rW0q",
+            "SURGE_PUBLIC_URL": "https://chat.example.com",
             "SURGE_DATABASE_URL": "postgresql+asyncpg://surge@db/surge",
             "SURGE_REDIS_URL": "redis://redis:6379/0",
             "SURGE_WORKERS": "4",

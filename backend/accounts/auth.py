@@ -124,7 +124,12 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-    """A guard: the signed-in user must be of the ``admin`` tier (others get 403)."""
-    user = connection.user
+    """A guard: the signed-in user must be of the ``admin`` tier (others get 403).
+
+    ``OPTIONS`` passes: it only lists the route's methods, and authentication skips it (no user to check,
+    which made it a 500)."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
+    user = connection.scope.get("user")
     if not isinstance(user, m.User) or user.tier != "admin":
         raise Forbidden("Administrators only.")

@@ -1,6 +1,12 @@
 """The sign-in routes' rate limits: per client IP (generous: carrier-grade NAT puts thousands of phones
 behind one address) and per email or login (strict: guessing one account's password from many IPs must
-still be slow)."""
+still be slow).
+
+Logins are limited three ways. Per client IP, generously. Per email *and* client IP, tightly: guessing a
+password from one address stops after a few tries. Per email alone, loosely: guessing from many addresses
+is still slow, yet a stranger's wrong passwords from one address no longer lock the owner out of their
+own account (the owner, from another address, has a bucket of their own).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ class AuthRateLimits:
         self.limiter = limiter
         self.signup_ip = RateLimit("signup_ip", auth.signup_per_ip_per_hour, 3600)
         self.login_ip = RateLimit("login_ip", auth.login_per_ip_per_10min, 600)
+        self.login_email_ip = RateLimit("login_email_ip", auth.login_per_email_ip_per_10min, 600)
         self.login_email = RateLimit("login_email", auth.login_per_email_per_10min, 600)
         self.firebase_ip = RateLimit("firebase_ip", firebase.signin_per_ip_per_10min, 600)
         self.refresh_family = RateLimit("refresh_family", auth.refresh_per_family_per_10min, 600)
@@ -24,8 +31,10 @@ class AuthRateLimits:
         await enforce(self.limiter, self.signup_ip, ip)
 
     async def login(self, ip: str, email: str) -> None:
+        email = normalise_email(email)
         await enforce(self.limiter, self.login_ip, ip)
-        await enforce(self.limiter, self.login_email, normalise_email(email))
+        await enforce(self.limiter, self.login_email_ip, f"{email}|{ip}")
+        await enforce(self.limiter, self.login_email, email)
 
     async def firebase(self, ip: str) -> None:
         await enforce(self.limiter, self.firebase_ip, ip)

@@ -6,12 +6,15 @@ signature namespace, where Advanced Alchemy registers SQLAlchemy's Session, not 
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
+from litestar.datastructures import CacheControlHeader, ResponseHeader
+from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response import Response
 
 from backend.accounts.deps import Accounts, AuthLimits
 from backend.accounts.export import export_account
 from backend.accounts.schemas import (
+    AccountExport,
     FirebaseSession,
     FirebaseSignIn,
     LoginRequest,
@@ -28,12 +31,18 @@ from backend.deps import CurrentUser, DbSession
 from backend.errors import (
     Conflict,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     SignupsPaused,
     Unauthorized,
     UpstreamUnavailable,
     error_responses,
 )
+
+# Tokens and the account export are secrets: no cache (the browser's, a proxy's) may keep a copy, and no
+# browser may sniff them into something it renders.
+NO_STORE = CacheControlHeader(no_store=True)
+NOSNIFF = [ResponseHeader(name="X-Content-Type-Options", value="nosniff", description="Never sniffed")]
 
 
 def to_user(user: m.User) -> User:
@@ -90,11 +99,13 @@ class AuthController(Controller):
 
     @post(
         "/signup",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=201,
         exclude_from_auth=True,
         summary="Create an account",
         description="`503 signups_paused` (with Retry-After) while the overload policy has closed sign-ups.",
-        responses=error_responses(Conflict, RateLimited, SignupsPaused),
+        responses=error_responses(PayloadTooLarge, Conflict, RateLimited, SignupsPaused),
     )
     async def sign_up(
         self,
@@ -110,10 +121,12 @@ class AuthController(Controller):
 
     @post(
         "/login",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Log in with email and password",
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def log_in(
         self, data: JSONBody[LoginRequest], accounts: Accounts, auth_limits: AuthLimits, client_ip: ClientIp
@@ -123,12 +136,14 @@ class AuthController(Controller):
 
     @post(
         "/firebase",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Sign in with Firebase (Google, Apple, phone)",
         description=FIREBASE_SIGN_IN,
         responses=error_responses(
-            Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable, SignupsPaused
+            PayloadTooLarge, Unauthorized, NotFound, Conflict, RateLimited, UpstreamUnavailable, SignupsPaused
         ),
     )
     async def firebase_sign_in(
@@ -147,10 +162,12 @@ class AuthController(Controller):
 
     @post(
         "/refresh",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         status_code=200,
         exclude_from_auth=True,
         summary="Exchange a refresh token for a new pair",
-        responses=error_responses(Unauthorized, RateLimited),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def refresh(
         self, data: JSONBody[RefreshRequest], accounts: Accounts, auth_limits: AuthLimits
@@ -166,7 +183,7 @@ class AuthController(Controller):
     status_code=204,
     tags=["Accounts"],
     summary="Revoke this login's refresh tokens",
-    responses=error_responses(Unauthorized),
+    responses=error_responses(PayloadTooLarge, Unauthorized),
 )
 async def log_out(data: JSONBody[RefreshRequest], accounts: Accounts, current_user: CurrentUser) -> None:
     await accounts.log_out(current_user, data.refresh_token)
@@ -180,7 +197,7 @@ class MeController(Controller):
     async def get_me(self, current_user: CurrentUser) -> User:
         return to_user(current_user)
 
-    @patch("/", summary="Change the display name", responses=error_responses(Unauthorized))
+    @patch("/", summary="Change the display name", responses=error_responses(PayloadTooLarge, Unauthorized))
     async def update_me(
         self, data: JSONBody[UserUpdate], accounts: Accounts, current_user: CurrentUser
     ) -> User:
@@ -202,8 +219,15 @@ class MeController(Controller):
 
     @get(
         "/export",
+        cache_control=NO_STORE,
+        response_headers=NOSNIFF,
         summary="Everything the account owns, as one JSON document",
-        responses=error_responses(Unauthorized),
+        responses={
+            **error_responses(Unauthorized),
+            200: ResponseSpec(
+                data_container=AccountExport, description="The document (also a download: surge-export.json)"
+            ),
+        },
     )
     async def export(self, db_session: DbSession, current_user: CurrentUser) -> Response[bytes]:
         document = await export_account(db_session, current_user)

@@ -16,18 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.accounts.firebase import FirebaseAuth, FirebaseIdentity
 from backend.accounts.passwords import Passwords
+from backend.accounts.schemas import EMAIL_CORE, EMAIL_SPACE
 from backend.accounts.tokens import AccessTokens, hash_refresh_token, new_refresh_token
 from backend.db import models as m
 from backend.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from backend.settings import AuthSettings
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(EMAIL_CORE)
 
 
 def normalise_email(email: str) -> str:
     """Emails are unique regardless of case: ``Ada@Example.com`` and ``ada@example.com`` are one account."""
-    normalised = email.strip().lower()
-    if not _EMAIL.match(normalised):
+    normalised = email.strip(EMAIL_SPACE).lower()
+    if not _EMAIL.fullmatch(normalised):
         raise ValidationFailed("Not a valid email address.", fields={"email": "not a valid email address"})
     return normalised
 
@@ -101,7 +102,7 @@ class AccountService:
         return await self._start_login(user)
 
     async def log_in(self, email: str, password: str) -> IssuedTokens:
-        user = await self.users.get_one_or_none(email=email.strip().lower())
+        user = await self.users.get_one_or_none(email=email.strip(EMAIL_SPACE).lower())
         # Unknown email and wrong password take the same path and the same time (a decoy hash).
         if not await self.passwords.verify(user.password_hash if user else None, password) or user is None:
             raise Unauthorized("Wrong email or password.")

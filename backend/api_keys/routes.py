@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 from backend.api_keys.deps import ApiKeys
 from backend.api_keys.schemas import ApiKeyList, CreatedApiKey, NewApiKey
 from backend.deps import CurrentUser
-from backend.errors import NotFound, Unauthorized, error_responses
+from backend.errors import NotFound, PayloadTooLarge, Unauthorized, error_responses
 
 
 class ApiKeyController(Controller):
@@ -26,7 +26,7 @@ class ApiKeyController(Controller):
             "The answer carries the key's `secret` (`sk-surge-…`), shown only here: Surge keeps a keyed hash "
             "of it. Use it as the bearer token of `/openai/v1/*`."
         ),
-        responses=error_responses(Unauthorized),
+        responses=error_responses(PayloadTooLarge, Unauthorized),
     )
     async def create(
         self, data: JSONBody[NewApiKey], api_keys: ApiKeys, current_user: CurrentUser

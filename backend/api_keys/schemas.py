@@ -11,7 +11,7 @@ import msgspec
 NAME_MAX_CHARS = 100
 
 
-class NewApiKey(msgspec.Struct, forbid_unknown_fields=True):
+class NewApiKey(msgspec.Struct):
     name: Annotated[
         str, msgspec.Meta(min_length=1, max_length=NAME_MAX_CHARS, description="A label for the key")
     ]

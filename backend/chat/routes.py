@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from backend.admission.deps import ClientIp, TurnRate
 from backend.chat.deps import Streams, Turns
 from backend.chat.schemas import Feedback, Regenerate, SendMessage, TurnCreated
 from backend.chat.service import AcceptedTurn, AnswerRequest, TurnRequest
+from backend.chat.sse_schema import TurnEventStream
 from backend.chat.stream import TurnStreams, parse_after
 from backend.conversations.schemas import Message, message_view
 from backend.deps import CurrentUser
@@ -39,14 +41,20 @@ IdempotencyKey = Annotated[
     ),
 ]
 After = Annotated[
-    int | None, QueryParameter(ge=0, description="Replay the events after this seq (default: all of them)")
+    int | None,
+    QueryParameter(
+        ge=0,
+        description="Replay the events after this seq (default: all of them)",
+        # Litestar puts no bound on an optional integer's schema: state it (it constrains only numbers).
+        schema_extra={"minimum": 0},
+    ),
 ]
 LastEventId = Annotated[
     str | None, HeaderParameter(name="Last-Event-ID", description="What EventSource sends on reconnect")
 ]
 
 EVENT_STREAM_DOC = ResponseSpec(
-    data_container=str,
+    data_container=TurnEventStream,
     media_type="text/event-stream",
     description="Server-Sent Events: `id:` is the seq, `event:` the name, `data:` JSON "
     "(API.md, The event stream)",
@@ -61,11 +69,22 @@ def turn_created(accepted: AcceptedTurn) -> TurnCreated:
     )
 
 
-def answer(streams: TurnStreams, accepted: AcceptedTurn, stream: bool) -> Response[TurnCreated] | Stream:
+async def answer(
+    streams: TurnStreams, user_id: UUID, stream: bool, accept: Callable[[], Awaitable[AcceptedTurn]]
+) -> Response[TurnCreated] | Stream:
+    """Accept a turn and answer 202, or its event stream. A stream's slot is taken first: a user with
+    too many streams open is refused (429) before a turn is created that nobody asked to watch."""
+    slot = streams.slots.take(user_id) if stream else None
+    try:
+        accepted = await accept()
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
     created = turn_created(accepted)
-    if stream:
-        return streams.sse(accepted.assistant_message, 0, opening=("turn", created))
-    return Response(created, status_code=202)
+    if slot is None:
+        return Response(created, status_code=202)
+    return streams.sse(accepted.assistant_message, 0, slot=slot, opening=("turn", created))
 
 
 TURN_ERRORS = error_responses(
@@ -105,8 +124,12 @@ async def send_message(
     request = TurnRequest(
         content=data.content, parent_id=data.parent_id, model=data.model, thinking=data.thinking
     )
-    accepted = await turns.send(current_user, conversation_id, request, idempotency_key)
-    return answer(streams, accepted, data.stream)
+    return await answer(
+        streams,
+        current_user.id,
+        data.stream,
+        lambda: turns.send(current_user, conversation_id, request, idempotency_key),
+    )
 
 
 class TurnController(Controller):
@@ -131,8 +154,12 @@ class TurnController(Controller):
     ) -> Response[TurnCreated] | Stream:
         await turn_rate_limit.check(current_user.id, client_ip)
         request = AnswerRequest(model=data.model, thinking=data.thinking)
-        accepted = await turns.regenerate(current_user, message_id, request, idempotency_key)
-        return answer(streams, accepted, data.stream)
+        return await answer(
+            streams,
+            current_user.id,
+            data.stream,
+            lambda: turns.regenerate(current_user, message_id, request, idempotency_key),
+        )
 
     @get(
         "/v1/messages/{message_id:uuid}",
@@ -150,7 +177,7 @@ class TurnController(Controller):
         description="Works for finished answers too. A finished answer whose event log has expired "
         "(SURGE_EVENT_LOG_TTL_S) is replayed compactly: started, the whole reasoning, the whole content, "
         "then the terminal event.",
-        responses={**error_responses(Unauthorized, NotFound), 200: EVENT_STREAM_DOC},
+        responses={**error_responses(Unauthorized, NotFound, RateLimited), 200: EVENT_STREAM_DOC},
     )
     async def events(
         self,
@@ -163,7 +190,8 @@ class TurnController(Controller):
     ) -> Stream:
         # The service's session is closed before the stream starts: a stream holds no connection.
         message = await turns.owned_answer(current_user.id, message_id)
-        return streams.sse(message, parse_after(after, last_event_id))
+        slot = streams.slots.take(current_user.id)
+        return streams.sse(message, parse_after(after, last_event_id), slot=slot)
 
     @post(
         "/v1/messages/{message_id:uuid}/cancel",
@@ -177,7 +205,7 @@ class TurnController(Controller):
     @put(
         "/v1/messages/{message_id:uuid}/feedback",
         summary="Rate an answer (null clears the rating)",
-        responses=error_responses(Unauthorized, NotFound),
+        responses=error_responses(PayloadTooLarge, Unauthorized, NotFound),
     )
     async def feedback(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar.response import Stream
 
+from backend.admission.slots import Slot, UserSlots
 from backend.chat.event_log import EventLog, LogUnavailable
 from backend.chat.events import TurnEvent, sse_comment, sse_event
 from backend.chat.store import TurnStore
@@ -101,11 +102,13 @@ PING = sse_comment("ping")
 
 
 class TurnStreams:
-    """What readers of turns use: the event log, and the stored rows behind it."""
+    """What readers of turns use: the event log, the stored rows behind it, and each user's cap on open
+    event streams."""
 
-    def __init__(self, event_log: EventLog, store: TurnStore) -> None:
+    def __init__(self, event_log: EventLog, store: TurnStore, slots: UserSlots) -> None:
         self.event_log = event_log
         self.store = store
+        self.slots = slots
 
     def events(
         self, message: m.Message, after: int, *, transport: str = "sse"
@@ -113,16 +116,26 @@ class TurnStreams:
         return turn_events(self.event_log, self.store, message, after, transport=transport)
 
     async def _sse(
-        self, message: m.Message, after: int, opening: tuple[str, Any] | None
+        self, message: m.Message, after: int, opening: tuple[str, Any] | None, slot: Slot
     ) -> AsyncIterator[bytes]:
-        if opening is not None:
-            yield sse_event(*opening)
-        async for batch in self.events(message, after):
-            yield PING if batch is None else b"".join(event.sse() for event in batch)
+        try:
+            if opening is not None:
+                yield sse_event(*opening)
+            async for batch in self.events(message, after):
+                yield PING if batch is None else b"".join(event.sse() for event in batch)
+        finally:
+            slot.release()
 
-    def sse(self, message: m.Message, after: int, opening: tuple[str, Any] | None = None) -> Stream:
+    def sse(
+        self, message: m.Message, after: int, *, slot: Slot, opening: tuple[str, Any] | None = None
+    ) -> Stream:
+        """The answer's events as ``text/event-stream``, holding ``slot`` (one of the user's open streams,
+        taken from ``self.slots`` before anything was accepted, so that a refusal is a plain 429) until the
+        stream ends."""
+        body = self._sse(message, after, opening, slot)
+        slot.release_with(body)
         return Stream(
-            self._sse(message, after, opening),
+            body,
             media_type="text/event-stream",
             headers=SSE_HEADERS,
             # Explicit: a handler's default status (202 for a send) must not leak onto its stream.

@@ -16,8 +16,9 @@ from litestar.exceptions import WebSocketDisconnect
 
 from backend.accounts.auth import Authenticator
 from backend.admission.client_ip import ClientIps
-from backend.admission.deps import TurnRate
+from backend.admission.deps import SocketSlots, TurnRate
 from backend.admission.ratelimit import TurnRateLimit
+from backend.admission.slots import Slot, UserSlots
 from backend.chat.deps import Streams, Turns
 from backend.chat.events import WsFrame, ws_frame
 from backend.chat.schemas import Content, ModelId
@@ -25,12 +26,27 @@ from backend.chat.service import TurnRequest, TurnService
 from backend.chat.stream import TurnStreams
 from backend.conversations.schemas import message_view
 from backend.db import models as m
-from backend.errors import ApiError, NotFound, Unauthorized
+from backend.deps import SettingsDep
+from backend.errors import (
+    ApiError,
+    DatabaseUnavailable,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+    is_database_outage,
+)
+from backend.request_guard import CONTAINS_NUL, contains_nul
 
 logger = logging.getLogger("surge.chat")
 
 AUTH_TIMEOUT_S = 10.0
 CLOSE_UNAUTHORIZED = 4401
+# RFC 6455's "message too big": a frame over the HTTP body cap (SURGE_MAX_BODY_BYTES) ends the socket, as
+# the same bytes in a request body would be a 413. The server's own limit (uvicorn's 16 MiB) is far above.
+CLOSE_TOO_BIG = 1009
+# "Try again later": this user already has as many sockets open as allowed.
+CLOSE_TRY_LATER = 1013
 Ref = Annotated[str, msgspec.Meta(max_length=128)]
 
 
@@ -65,7 +81,26 @@ class PingFrame(msgspec.Struct, tag="ping", tag_field="type"):
 
 
 ClientFrame = AuthFrame | SendFrame | SubscribeFrame | CancelFrame | PingFrame
-_decode_frame = msgspec.json.Decoder(ClientFrame).decode
+_decode = msgspec.json.Decoder(ClientFrame).decode
+
+
+def _decode_frame(raw: str) -> ClientFrame:
+    """A client frame, refusing what HTTP bodies refuse too (``backend.request_guard``): U+0000 in any
+    string, nesting deep enough to exhaust the stack."""
+    try:
+        frame = _decode(raw)
+    except RecursionError as exc:
+        raise ValidationFailed("The frame is nested too deeply.") from exc
+    if "\\u0000" in raw and contains_nul(msgspec.json.decode(raw)):
+        raise ValidationFailed(f"Text must not contain U+0000 ({CONTAINS_NUL}).")
+    return frame
+
+
+def frame_size(raw: str) -> int:
+    """A text frame's size in bytes (UTF-8), counting without encoding when the characters alone decide."""
+    return len(raw) if raw.isascii() else len(raw.encode())
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -176,7 +211,7 @@ async def _authenticate(
     try:
         raw = await asyncio.wait_for(socket.receive_data(mode="text"), AUTH_TIMEOUT_S)
         frame = _decode_frame(raw)
-    except (TimeoutError, msgspec.DecodeError, msgspec.ValidationError):
+    except (TimeoutError, msgspec.DecodeError, msgspec.ValidationError, ValidationFailed):
         return None
     if not isinstance(frame, AuthFrame):
         return None
@@ -190,6 +225,17 @@ async def _authenticate(
     return (verified[0], verified[1])
 
 
+async def _take_slot(socket: WebSocket[Any, Any, Any], slots: UserSlots, user_id: UUID) -> Slot | None:
+    """One of the user's socket places; else tell the client why (as a 429 would) and close 1013."""
+    try:
+        return slots.take(user_id)
+    except RateLimited as exc:
+        data = {"code": exc.code, "message": exc.message, "retry_after_s": exc.retry_after_s}
+        await socket.send_text(_encode(WsFrame(type="error", data=data)).decode())
+        await socket.close(code=CLOSE_TRY_LATER, reason="too many sockets")
+        return None
+
+
 @websocket("/v1/ws", exclude_from_auth=True)
 async def chat_socket(
     socket: WebSocket[Any, Any, Any],
@@ -198,21 +244,34 @@ async def chat_socket(
     authenticator: NamedDependency[Authenticator],
     turn_rate_limit: TurnRate,
     client_ips: NamedDependency[ClientIps],
+    socket_slots: SocketSlots,
+    settings: SettingsDep,
 ) -> None:
     await socket.accept()
     verified = await _authenticate(socket, authenticator)
     if verified is None:
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="unauthorized")
         return
+    user_id, expires_at = verified
+    slot = await _take_slot(socket, socket_slots, user_id)
+    if slot is None:
+        return
     services = SocketServices(
         turns=turns, streams=streams, authenticator=authenticator, turn_rate_limit=turn_rate_limit
     )
-    user_id, expires_at = verified
     session = Session(
         socket, services, user_id=user_id, expires_at=expires_at, client_ip=client_ips.of(socket)
     )
+    try:
+        await _serve(socket, session, max_frame_bytes=settings.server.max_body_bytes)
+    finally:
+        slot.release()
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], session: Session, *, max_frame_bytes: int) -> None:
+    """Read frames and write events until the client leaves, its token expires or it reads too slowly."""
     writer = asyncio.create_task(session.writer())
-    receiver = asyncio.create_task(_receive(socket, session))
+    receiver = asyncio.create_task(_receive(socket, session, max_frame_bytes))
     try:
         while not receiver.done():
             remaining = (session.expires_at - datetime.now(UTC)).total_seconds()
@@ -233,11 +292,14 @@ async def chat_socket(
         await session.close()
 
 
-async def _receive(socket: WebSocket[Any, Any, Any], session: Session) -> None:
+async def _receive(socket: WebSocket[Any, Any, Any], session: Session, max_frame_bytes: int) -> None:
     while True:
         try:
             raw = await socket.receive_data(mode="text")
         except WebSocketDisconnect:
+            return
+        if frame_size(raw) > max_frame_bytes:
+            await socket.close(code=CLOSE_TOO_BIG, reason=f"frame over {max_frame_bytes} bytes")
             return
         ref = None
         try:
@@ -248,6 +310,10 @@ async def _receive(socket: WebSocket[Any, Any, Any], session: Session) -> None:
             session.error("validation_error", f"Bad frame: {exc}")
         except ApiError as exc:
             session.error(exc.code, exc.message, ref)
-        except Exception:
+        except Exception as exc:
+            if is_database_outage(exc):  # retryable, as the same failure over HTTP is a 503
+                unavailable = DatabaseUnavailable()
+                session.error(unavailable.code, unavailable.message, ref)
+                continue
             logger.exception("websocket frame failed")
             session.error("internal", "Internal error.", ref)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from backend.admission.deps import Creations
 from backend.conversations.deps import Conversations
 from backend.conversations.schemas import (
     Conversation,
@@ -25,7 +26,7 @@ from backend.conversations.schemas import (
     message_view,
 )
 from backend.deps import CurrentUser, SettingsDep
-from backend.errors import NotFound, Unauthorized, error_responses
+from backend.errors import NotFound, PayloadTooLarge, RateLimited, Unauthorized, error_responses
 from backend.pagination import DEFAULT_LIMIT, Cursor, Limit
 from backend.security import BEARER
 
@@ -34,13 +35,21 @@ class ConversationController(Controller):
     path = "/v1/conversations"
     tags = ["Conversations"]
 
-    @post("/", status_code=201, summary="Start a conversation", responses=error_responses(Unauthorized))
+    @post(
+        "/",
+        status_code=201,
+        summary="Start a conversation",
+        description="`429 rate_limited` past SURGE_ADMISSION_CONVERSATIONS_PER_USER_PER_MIN a minute.",
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
+    )
     async def create(
         self,
         data: JSONBody[ConversationCreate],
         conversations: Conversations,
         current_user: CurrentUser,
+        creation_limits: Creations,
     ) -> Conversation:
+        await creation_limits.conversation(current_user.id)
         conversation = await conversations.create(current_user.id, title=data.title, model=data.model)
         return conversation_view(conversation)
 
@@ -85,7 +94,7 @@ class ConversationController(Controller):
     @patch(
         "/{conversation_id:uuid}",
         summary="Rename, pin, archive or select a branch",
-        responses=error_responses(Unauthorized, NotFound),
+        responses=error_responses(PayloadTooLarge, Unauthorized, NotFound),
     )
     async def update(
         self,
@@ -101,7 +110,10 @@ class ConversationController(Controller):
         return conversation_view(conversation)
 
     @delete(
-        "/{conversation_id:uuid}", status_code=204, summary="Delete a conversation, its messages and shares"
+        "/{conversation_id:uuid}",
+        status_code=204,
+        summary="Delete a conversation, its messages and shares",
+        responses=error_responses(Unauthorized, NotFound),
     )
     async def delete_conversation(
         self,
@@ -137,18 +149,16 @@ class ConversationController(Controller):
     )
     async def share(
         self,
-        request: Request[Any, Any, Any],
         conversation_id: FromPath[UUID],
         conversations: Conversations,
         current_user: CurrentUser,
         settings: SettingsDep,
     ) -> ShareCreated:
         share = await conversations.share(current_user.id, conversation_id)
-        base = settings.server.public_url or str(request.base_url)
         # A link for people: the web app's page when it is served, else the API's JSON.
         page = "s" if settings.server.web_enabled else "v1/shares"
         return ShareCreated(
-            id=share.id, url=f"{base.rstrip('/')}/{page}/{share.id}", created_at=share.created_at
+            id=share.id, url=f"{settings.public_base_url}/{page}/{share.id}", created_at=share.created_at
         )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.sql import ColumnElement
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
 from backend.errors import NotFound, ValidationFailed
-from backend.pagination import decode_cursor, encode_cursor
+from backend.pagination import AwareDatetime, decode_cursor, encode_cursor, in_utc
 from backend.settings import InferenceSettings
 
 # Messages a share or a search may show: finished text only, never a half-streamed answer.
@@ -110,11 +110,8 @@ class ConversationService:
         if query:
             statement = statement.where(matches(query))
         if cursor:
-            pinned, activity_iso, last_id = decode_cursor(cursor, 3)
-            try:
-                activity_at, after_id = datetime.fromisoformat(activity_iso), UUID(last_id)
-            except (TypeError, ValueError) as exc:
-                raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"}) from exc
+            pinned, activity, after_id = decode_cursor(cursor, tuple[bool, AwareDatetime, UUID])
+            activity_at = in_utc(activity)
             later_in_group = or_(
                 c.activity_at < activity_at, and_(c.activity_at == activity_at, c.id < after_id)
             )
@@ -175,11 +172,8 @@ class ConversationService:
         await self.owned(user_id, conversation_id)
         statement = select(m.Message).where(m.Message.conversation_id == conversation_id)
         if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            try:
-                statement = statement.where(m.Message.id > UUID(after))
-            except (TypeError, ValueError) as exc:
-                raise ValidationFailed("Invalid cursor.", fields={"cursor": "invalid"}) from exc
+            (after,) = decode_cursor(cursor, tuple[UUID])
+            statement = statement.where(m.Message.id > after)
         rows = list(await self.session.scalars(statement.order_by(m.Message.id).limit(limit + 1)))
         next_cursor = None
         if len(rows) > limit:

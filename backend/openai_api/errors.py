@@ -9,20 +9,26 @@ import logging
 from typing import Any
 
 import msgspec
+from advanced_alchemy.exceptions import RepositoryError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.errors import (
     DEFAULT_RETRY_AFTER_S,
+    EXCEPTION_HANDLERS,
     ApiError,
+    DatabaseUnavailable,
     NotFound,
     QuotaExceeded,
     RateLimited,
     Unauthorized,
     ValidationFailed,
     api_error_of,
+    database_error_of,
+    is_database_outage,
     retry_after_header,
 )
 from backend.observability.request_id import request_id_of
@@ -75,7 +81,7 @@ def _param(error: ApiError) -> str | None:
 def openai_error_response(request: Request[Any, Any, Any], error: ApiError) -> Response[OpenAIErrorEnvelope]:
     """``error`` in OpenAI's envelope, with Retry-After on 429 and 503 (X-Request-ID is added app-wide)."""
     kind, code = _type_and_code(error)
-    headers: dict[str, str] = {}
+    headers = dict(error.headers)  # e.g. a 405's Allow
     retry_after = error.retry_after_s
     if retry_after is None:
         retry_after = DEFAULT_RETRY_AFTER_S.get(error.status_code)
@@ -95,6 +101,8 @@ def _as_api_error(request: Request[Any, Any, Any], exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, HTTPException):
         return api_error_of(exc)
+    if isinstance(exc, RepositoryError | SQLAlchemyError) or is_database_outage(exc):
+        return database_error_of(exc)
     logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
     return ApiError()
 
@@ -106,17 +114,14 @@ def handle_openai_error(request: Request[Any, Any, Any], exc: Exception) -> Resp
 # Every key of the app's own map (backend.errors) is overridden: Litestar picks a handler by the
 # exception's class first and the layer second, so an app-level ApiError handler would beat this router's
 # Exception handler.
-OPENAI_EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ApiError: handle_openai_error,
-    HTTPException: handle_openai_error,
-    Exception: handle_openai_error,
-}
+OPENAI_EXCEPTION_HANDLERS: ExceptionHandlersMap = dict.fromkeys(EXCEPTION_HANDLERS, handle_openai_error)
 
 
 def openai_error_responses(*errors: type[ApiError]) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for a route's errors, in OpenAI's envelope (every route may answer 400, 401, 500)."""
+    """OpenAPI entries for a route's errors, in OpenAI's envelope (every route may answer 400, 401, 500, and
+    503 when the database that holds the keys is unreachable)."""
     documented: dict[int, list[str]] = {}
-    kinds: list[type[ApiError]] = [ValidationFailed, Unauthorized, *errors, ApiError]
+    kinds: list[type[ApiError]] = [ValidationFailed, Unauthorized, *errors, DatabaseUnavailable, ApiError]
     for error in kinds:
         documented.setdefault(error.status_code, []).append(_describe(error))
     return {

@@ -16,7 +16,7 @@ from litestar.response import Stream
 
 from backend.admission.deps import ClientIp
 from backend.deps import CurrentUser, SettingsDep
-from backend.errors import Overloaded, QuotaExceeded, RateLimited
+from backend.errors import Overloaded, PayloadTooLarge, QuotaExceeded, RateLimited
 from backend.inference.wire import UpstreamError
 from backend.openai_api.deps import Completions
 from backend.openai_api.errors import OPENAI_EXCEPTION_HANDLERS, ModelNotFound, openai_error_responses
@@ -71,7 +71,7 @@ class CompletionOperation(Operation):
         200: ResponseSpec(
             ChatCompletion, description="The answer (`text/event-stream` of chunks when streamed)"
         ),
-        **openai_error_responses(ModelNotFound, RateLimited, QuotaExceeded, Overloaded),
+        **openai_error_responses(PayloadTooLarge, ModelNotFound, RateLimited, QuotaExceeded, Overloaded),
     },
 )
 async def chat_completions(

@@ -7,8 +7,9 @@ from uuid import UUID
 from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody
 
+from backend.admission.deps import Creations
 from backend.deps import CurrentUser
-from backend.errors import NotFound, Unauthorized, error_responses
+from backend.errors import NotFound, PayloadTooLarge, RateLimited, Unauthorized, error_responses
 from backend.push.deps import Devices
 from backend.push.schemas import Device, DeviceList, DeviceRegistration, device_view
 
@@ -25,16 +26,19 @@ class DeviceController(Controller):
             "Call it at every app start and whenever FCM gives the app a new token. A token that is already "
             "registered updates that device (same `id`; `app_version` and `locale` change only when sent) "
             "and moves it to the calling account if another account had it: pushes for the other "
-            "account's answers stop going to it. Answers `201` in both cases."
+            "account's answers stop going to it. Answers `201` in both cases. `429 rate_limited` past "
+            "SURGE_ADMISSION_DEVICES_PER_USER_PER_MIN registrations a minute."
         ),
-        responses=error_responses(Unauthorized),
+        responses=error_responses(PayloadTooLarge, Unauthorized, RateLimited),
     )
     async def register(
         self,
         data: JSONBody[DeviceRegistration],
         devices: Devices,
         current_user: CurrentUser,
+        creation_limits: Creations,
     ) -> Device:
+        await creation_limits.device(current_user.id)
         device = await devices.register(
             current_user.id,
             platform=data.platform,

@@ -224,8 +224,9 @@ async def test_without_a_firebase_project_the_route_is_not_found(database_url, t
 def test_production_refuses_to_start_when_the_auth_emulator_is_configured(monkeypatch):
     production = {
         "SURGE_ENV": "production",
-        "SURGE_JWT_SECRET": "k" * 48,
+        "SURGE_JWT_SECRET": "pV3x9QmZ-2LtR7wKc_8nYbH4sJfD6gA1eUoTiE5rW0q",
         "SURGE_DATABASE_URL": "postgresql+asyncpg://surge@db/surge",
+        "SURGE_PUBLIC_URL": "https://chat.example.com",
     }
     assert load_settings(production).production_problems() == []
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -159,7 +160,11 @@ def test_surge_gets_only_real_settings_and_accepts_them(stack: str) -> None:
     # With SURGE_ENV=production (what docs/deploy.md says to set with a real secret), Surge starts.
     production = compose_project(
         *STACKS[stack][0],
-        environ={**STACKS[stack][1], "SURGE_ENV": "production", "SURGE_JWT_SECRET": "x" * 48},
+        environ={
+            **STACKS[stack][1],
+            "SURGE_ENV": "production",
+            "SURGE_JWT_SECRET": secrets.token_urlsafe(36),
+        },
     )
     for name in _replicas(production):
         assert load_settings(production.environment(name)).production_problems() == []

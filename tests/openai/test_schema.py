@@ -22,14 +22,20 @@ async def schema(client) -> dict[str, Any]:
         (
             "/openai/v1/chat/completions",
             "post",
-            {"200", "400", "401", "404", "429", "500", "503"},
+            {"200", "400", "401", "404", "413", "429", "500", "503"},
             "ApiKey",
             "OpenAI",
         ),
-        ("/openai/v1/models", "get", {"200", "400", "401", "500"}, "ApiKey", "OpenAI"),
-        ("/v1/me/api_keys", "post", {"201", "400", "401", "500"}, "BearerToken", "Error"),
-        ("/v1/me/api_keys", "get", {"200", "400", "401", "500"}, "BearerToken", "Error"),
-        ("/v1/me/api_keys/{key_id}", "delete", {"204", "400", "401", "404", "500"}, "BearerToken", "Error"),
+        ("/openai/v1/models", "get", {"200", "400", "401", "500", "503"}, "ApiKey", "OpenAI"),
+        ("/v1/me/api_keys", "post", {"201", "400", "401", "413", "500", "503"}, "BearerToken", "Error"),
+        ("/v1/me/api_keys", "get", {"200", "400", "401", "500", "503"}, "BearerToken", "Error"),
+        (
+            "/v1/me/api_keys/{key_id}",
+            "delete",
+            {"204", "400", "401", "404", "500", "503"},
+            "BearerToken",
+            "Error",
+        ),
     ],
 )
 async def test_the_routes_are_documented(schema, path, method, statuses, scheme, envelope):

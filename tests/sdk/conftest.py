@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 import uvicorn
 from surge import _retry
@@ -37,6 +38,10 @@ def serve_live(settings: Settings) -> Iterator[LiveSurge]:
     """Surge on ``settings``, served by uvicorn on a thread of its own, so that sync and async clients, SSE
     and WebSockets all go through real sockets."""
     port = _free_port()
+    if not settings.server.public_url:
+        # Where clients reach it, as an operator would set it: share links lead back here.
+        server_settings = msgspec.structs.replace(settings.server, public_url=f"http://127.0.0.1:{port}")
+        settings = msgspec.structs.replace(settings, server=server_settings)
     config = uvicorn.Config(
         create_app(settings),
         host="127.0.0.1",
