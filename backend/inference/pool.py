@@ -120,6 +120,7 @@ class WorkerPool:
         policy = self.policies[request.model_id]
         decision = policy.choose(request, candidates, now)
         worker = decision.worker
+        worker.breaker.dispatched()
         worker.in_flight += 1
         worker.last_dispatch_at = now
         worker.pending_prefill_tokens += decision.uncached_tokens

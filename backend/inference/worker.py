@@ -22,12 +22,17 @@ class CircuitBreaker:
     probing: bool = False
 
     def allows(self, now: float) -> bool:
+        """Whether a request may go to the worker now. Only a question: readiness, capacity and routing
+        all ask it, and only ``dispatched`` spends the half-open breaker's one test request (had asking
+        spent it, a /readyz probe would have left the breaker open for good with nothing sent)."""
         if self.opened_at is None:
             return True
-        if now - self.opened_at >= self.cooldown_s and not self.probing:
-            self.probing = True  # half open: one request goes through
-            return True
-        return False
+        return now - self.opened_at >= self.cooldown_s and not self.probing
+
+    def dispatched(self) -> None:
+        """A request was sent: while open, it is the one that tests the worker."""
+        if self.opened_at is not None:
+            self.probing = True
 
     def succeeded(self) -> None:
         self.failures, self.opened_at, self.probing = 0, None, False

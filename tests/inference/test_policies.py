@@ -222,6 +222,32 @@ def test_failures_open_the_circuit_and_a_probe_closes_it():
     assert broken.breaker.state == "closed"
 
 
+def test_asking_whether_a_worker_is_available_does_not_spend_its_test_request():
+    """Readiness probes and admission's capacity ask about every worker all the time; only a request sent
+    makes the open breaker half-open, else the worker was never tried again."""
+    clock = {"now": 1000.0}
+    pool = pool_of("http://a", "http://b", policy="round_robin")
+    pool.clock = lambda: clock["now"]
+    broken, other = pool.workers["m"]
+    for _ in range(broken.breaker.failures_to_open):
+        dispatch = pool.dispatch(request(), exclude=frozenset({"http://b"}))
+        assert dispatch is not None and dispatch.worker is broken
+        dispatch.release(None, worker_failed=True)
+    clock["now"] += broken.breaker.cooldown_s
+    for _ in range(3):
+        assert broken.available(clock["now"])
+        assert pool.capacity("m") >= 0
+    assert broken.breaker.state == "open"
+    # A turn routed to the other worker does not use up the broken one's test either.
+    elsewhere = pool.dispatch(request(), exclude=frozenset({"http://a"}))
+    assert elsewhere is not None and elsewhere.worker is other
+    probe = pool.dispatch(request(), exclude=frozenset({"http://b"}))
+    assert probe is not None and probe.worker is broken and broken.breaker.state == "half_open"
+    assert not broken.available(clock["now"])  # one test request at a time
+    probe.release(Outcome(prompt_tokens=10, cached_tokens=0, completion_tokens=5, duration_s=1))
+    assert broken.breaker.state == "closed" and broken.available(clock["now"])
+
+
 def test_a_worker_that_joins_gets_turns_and_one_that_leaves_finishes_its_own():
     pool = pool_of("http://a")
     running = pool.dispatch(request())
