@@ -157,6 +157,9 @@ class Rig:
             "SURGE_SWEEP_INTERVAL_S": "2",
             "SURGE_PUSH_RETRY_BASE_S": "2",
             "SURGE_PUSH_RETRY_MAX_S": "10",
+            # With the back-off compressed, the attempts must still outlast the FCM outage, as the defaults'
+            # 8 attempts from 5 s to 600 s (about 10 minutes) do.
+            "SURGE_PUSH_MAX_ATTEMPTS": "20",
             "SURGE_PUSH_POLL_INTERVAL_S": "2",
             # A stalled worker is given up on (and another tried) after 8 s rather than 2 minutes.
             "SURGE_FIRST_TOKEN_TIMEOUT_S": "8",
@@ -476,17 +479,34 @@ async def play(rig: Rig, scenario: Scenario, args: argparse.Namespace) -> dict[s
     drained = await drain(rig)
     result = await audit(rig, record, started)
     if scenario.name == "fcm_503":
-        # Pushes FCM refused are sent once it answers again (retried with back-off).
-        for _ in range(60):
-            if len(rig.fcm.sent) > fcm_sent_before and rig.fcm.refused:
-                break
-            await asyncio.sleep(1)
-        result["fcm_refused"] = rig.fcm.refused
-        result["pushes_sent_after"] = len(rig.fcm.sent) - fcm_sent_before
+        result |= await push_audit(rig, fcm_sent_before)
     result |= {"scenario": scenario.name, "fault": scenario.fault, "recovery_s": recovery, "drained": drained,
                "seconds": round(time.monotonic() - started, 1)}  # fmt: skip
     result["passed"] = passed(result, scenario)
     return result
+
+
+async def push_audit(rig: Rig, sent_before: int, limit_s: float = 90) -> dict[str, Any]:
+    """Pushes FCM refused are retried with back-off once it answers again: wait until nothing is left to
+    push, then count how each delivery ended (none may have been given up on for the outage)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        waiting = await fetch(
+            rig.database_url,
+            "SELECT (SELECT count(*) FROM push_outbox) + "
+            "(SELECT count(*) FROM push_delivery WHERE status = 'pending')",
+        )
+        if int(waiting[0][0]) == 0:
+            break
+        await asyncio.sleep(1)
+    rows = await fetch(rig.database_url, "SELECT status, count(*) FROM push_delivery GROUP BY status")
+    by_status = {str(status): int(count) for status, count in rows}
+    return {
+        "fcm_refused": rig.fcm.refused,
+        "pushes_sent_after": len(rig.fcm.sent) - sent_before,
+        "pushes_by_status": by_status,
+        "pushes_left": int(waiting[0][0]),
+    }
 
 
 async def drain(rig: Rig, limit_s: float = 120) -> bool:
@@ -516,7 +536,10 @@ def passed(result: dict[str, Any], scenario: Scenario) -> bool:
     if not scenario.failures_allowed:
         clean = clean and result["failed_turns"] == 0
     if scenario.name == "fcm_503":
-        clean = clean and result.get("pushes_sent_after", 0) > 0
+        # Refused while FCM was down, every push is sent once it is back: none left, none given up on.
+        pushes = result.get("pushes_by_status", {})
+        clean = clean and result.get("fcm_refused", 0) > 0 and result.get("pushes_left", 1) == 0
+        clean = clean and pushes.get("sent", 0) > 0 and pushes.get("failed", 0) == 0
     return clean
 
 
@@ -543,6 +566,8 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines += ["| " + " | ".join(str(result.get(key, "")) for key, _ in COLUMNS) + " |" for result in results]
     lines += ["", "Faults:", ""]
     lines += [f"- `{r['scenario']}`: {r['fault']}; failed turns' codes: {r['failed_codes'] or 'none'}"
+              + (f"; FCM refused {r['fcm_refused']} sends, pushes by status {r['pushes_by_status']}, "
+                 f"{r['pushes_left']} left to push" if "pushes_by_status" in r else "")
               for r in results]  # fmt: skip
     return "\n".join(lines) + "\n"
 
