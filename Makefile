@@ -64,6 +64,6 @@ bench-routing: .venv/.synced
 spike: .venv/.synced
 	$(UV) run --frozen python -m loadtests.spike $(SPIKE_ARGS)
 
-# Restarts the local PostgreSQL and Redis: run it alone (CHAOS_ARGS="--only redis_restart" etc.).
+# Starts a PostgreSQL and a Redis of its own and restarts those (CHAOS_ARGS="--only redis_restart" etc.).
 chaos: .venv/.synced
 	$(UV) run --frozen python -m loadtests.chaos $(CHAOS_ARGS)
