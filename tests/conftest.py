@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ import msgspec
 import pytest
 import uvicorn
 from litestar import Litestar
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from backend.app import create_app
+from backend.db import models as m
 from backend.db.engine import create_engine, session_factory
 from backend.db.migrate import upgrade
 from backend.settings import Settings, load_settings
@@ -214,6 +217,18 @@ async def sign_up(
     assert response.status_code == 201, response.text
     body = response.json()
     return Account(body["user"]["id"], email, password, body["access_token"], body["refresh_token"])
+
+
+async def set_tier(database_url: str, account: Account, tier: str) -> None:
+    """Put ``account`` on ``tier`` (there is no API for tiers: an operator sets them in the database)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(m.User).where(m.User.id == uuid.UUID(account.id)).values(tier=tier)
+            )
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -4,31 +4,17 @@ maximum wait, each degrade step by override, sign-ups paused, and Retry-After on
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import event, update
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from backend.db import models as m
 from tests.chat.helpers import read_stream, wait_finished
-from tests.conftest import MODEL_ID, Account, error_of, sign_up
+from tests.conftest import MODEL_ID, Account, error_of, set_tier, sign_up
 from tests.metric_samples import scrape
 from tests.polling import until
-
-
-async def set_tier(database_url: str, account: Account, tier: str) -> None:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                update(m.User).where(m.User.id == uuid.UUID(account.id)).values(tier=tier)
-            )
-    finally:
-        await engine.dispose()
 
 
 async def new_conversation(client, account: Account) -> str:

@@ -3,15 +3,11 @@ compare with, and OpenAI's client pointed at a Surge."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from backend.db import models as m
 from tests.conftest import MODEL_ID, Account
 from tests.sdk.conftest import live_surge
 
@@ -58,17 +54,6 @@ async def worker_load(worker: str) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         load = (await http.get(f"{worker}/get_load")).json()
     return int(load[0]["num_reqs"])
-
-
-async def set_tier(database_url: str, account: Account, tier: str) -> None:
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(
-                update(m.User).where(m.User.id == uuid.UUID(account.id)).values(tier=tier)
-            )
-    finally:
-        await engine.dispose()
 
 
 def openai_error(response: httpx.Response) -> dict[str, Any]:

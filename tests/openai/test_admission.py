@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from tests.chat.conftest import client_with
-from tests.conftest import MODEL_ID, sign_up
-from tests.openai.conftest import QUESTION, async_openai, new_key, openai_error, set_tier, worker_load
+from tests.conftest import MODEL_ID, set_tier, sign_up
+from tests.openai.conftest import QUESTION, async_openai, new_key, openai_error, worker_load
 from tests.polling import until
 
 __all__ = ["client_with"]
