@@ -8,6 +8,8 @@ chunk per token; the runner adds each delta without encoding anything, and once 
 (``SURGE_STREAM_COALESCE_MS``) every turn's new text is sealed into one event per run, handed to the
 readers in this process and, with Redis, published for the other replicas in one pipeline for all turns.
 Other events (``queued``, ``started``, ``degraded``, the terminal one) are sealed and published at once.
+A turn may start generating while its acceptance is still being committed (``pending``): its log fills
+but nothing goes out until the commit succeeds (``confirm``); if it fails, the log is dropped unseen.
 
 Two implementations of one interface: in memory (the embedded single process) and Redis Streams (several
 replicas: one stream per turn, ``{prefix}:turn:{id}``, entry ids ``{seq}-1`` so that Redis itself refuses
@@ -53,9 +55,23 @@ class LogUnavailable(Exception):
 # Checkable: Litestar checks each dependency a route declares against its annotation.
 @runtime_checkable
 class EventLog(Protocol):
-    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = ()) -> LiveTurn:
+    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = (), *, pending: bool = False) -> LiveTurn:
         """The log of a turn this process generates (made on first use; ``prefix``: the events another
-        process wrote before, for a turn taken over)."""
+        process wrote before, for a turn taken over). ``pending``: the turn's acceptance is not committed
+        yet; nothing of its log goes out until ``confirm`` (or ever, after ``discard``)."""
+        ...
+
+    def confirm(self, live: LiveTurn) -> None:
+        """The pending turn is stored: publish and show what its log holds, and from now on as it comes."""
+        ...
+
+    def discard(self, live: LiveTurn) -> None:
+        """The pending turn was never stored: drop its log without anything of it going out."""
+        ...
+
+    def note(self, live: LiveTurn, event: str, data: Any) -> TurnEvent:
+        """Add a non-terminal event to a turn generated here without waiting for its publication: it goes
+        out with the next one, before any delta added after it."""
         ...
 
     def delta(self, live: LiveTurn, kind: int, text: str) -> None:
@@ -120,12 +136,28 @@ class _Writers:
         self._local_watchers: dict[UUID, int] = {}
         self._ticker: asyncio.Task[None] | None = None
 
-    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = ()) -> LiveTurn:
+    def writer(self, turn_id: UUID, prefix: Sequence[TurnEvent] = (), *, pending: bool = False) -> LiveTurn:
         live = self._live.get(turn_id)
         if live is None:
             live = self._live[turn_id] = LiveTurn(turn_id)
             live.seed(list(prefix))
+            live.pending = pending
         return live
+
+    def confirm(self, live: LiveTurn) -> None:
+        live.pending = False
+        if live.seal():
+            self._sealed([live])
+
+    def discard(self, live: LiveTurn) -> None:
+        # It stays pending: a seal still scheduled for it finds nothing to send.
+        self._retire(live)
+
+    def note(self, live: LiveTurn, event: str, data: Any) -> TurnEvent:
+        entry = live.add_other(event, data)
+        if not live.pending:
+            self._sealed([live])
+        return entry
 
     def live(self, turn_id: UUID) -> LiveTurn | None:
         return self._live.get(turn_id)
@@ -141,14 +173,14 @@ class _Writers:
                 self._window = asyncio.get_running_loop().call_later(self.coalesce_s, self._close_window)
 
     def seal(self, live: LiveTurn) -> None:
-        """Seal a turn's pending deltas now, without waiting for the window (the turn is ending)."""
-        if live.seal():
+        """Seal a turn's open deltas now, without waiting for the window (the turn is ending)."""
+        if live.seal() and not live.pending:
             self._sealed([live])
 
     def _close_window(self) -> None:
         self._window = None
         due, self._due = self._due, []
-        sealed = [live for live in due if live.seal()]
+        sealed = [live for live in due if live.seal() and not live.pending]
         if sealed:
             metrics.STREAM_FLUSHES.inc()
             self._sealed(sealed)
@@ -252,7 +284,8 @@ class MemoryEventLog(_Writers):
 
     async def append(self, turn_id: UUID, event: str, data: Any, *, after: int | None = None) -> TurnEvent:
         live, entry = await self._add(turn_id, event, data, after)
-        live.reveal()
+        if not live.pending:
+            live.reveal()
         if entry.terminal:
             self._retire(live)
         return entry
@@ -428,7 +461,8 @@ class RedisEventLog(_Writers):
         live, entry = await self._add(turn_id, event, data, after)
         if entry.terminal:
             self._retire(live)
-        await self._publish([live])
+        if not live.pending:
+            await self._publish([live])
         return entry
 
     async def _last_seq(self, turn_id: UUID, after: int | None) -> int:

@@ -55,6 +55,7 @@ class LiveTurn:
         "_starts",
         "followers",
         "layout",
+        "pending",
         "published",
         "pulse",
         "runs",
@@ -83,6 +84,9 @@ class LiveTurn:
         self.followers = 0
         # Deltas closed so far (the first goes out without waiting for a window: time to first token).
         self.runs = 0
+        # The turn is being generated before its acceptance is committed: its events are sealed as they
+        # come but neither published nor shown until it is (``EventLog.confirm``).
+        self.pending = False
 
     def seed(self, events: list[TurnEvent]) -> None:
         """Start from a log another process began (a turn re-run after its replica died): those events

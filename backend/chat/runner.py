@@ -91,6 +91,12 @@ class Generation:
     branch: list[m.Message] | None = None
     # Wall-clock times of the steps between acceptance and the worker, for the slow-start warning.
     marks: dict[str, float] = field(default_factory=dict)
+    # Started before its acceptance was committed: set once that is settled (``confirm`` or ``discard``);
+    # until then the turn's events stay in this process and nothing of it is stored.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    pending: bool = False
+    # The acceptance failed: the turn never existed, and is dropped without a trace.
+    discarded: bool = False
 
     @property
     def has_output(self) -> bool:
@@ -170,12 +176,25 @@ class TurnRunner:
 
     # --- lifecycle ---
     def start(
-        self, turn: Turn, prefix: Sequence[TurnEvent] = (), branch: list[m.Message] | None = None
+        self,
+        turn: Turn,
+        prefix: Sequence[TurnEvent] = (),
+        branch: list[m.Message] | None = None,
+        *,
+        pending: bool = False,
+        opening: Sequence[tuple[str, object]] = (),
     ) -> None:
         """Generate ``turn`` here. ``prefix``: events another replica wrote before it died (a re-run);
-        ``branch``: the conversation up to the user message, when the caller has read it already."""
+        ``branch``: the conversation up to the user message, when the caller has read it already;
+        ``opening``: events the log starts with (``degraded``).
+
+        ``pending``: the turn's acceptance is still being committed. The worker gets the prompt at once
+        (its prefill overlaps the commit, which TTFT no longer waits for), but nothing of the turn is
+        shown, published or stored until the caller says ``confirm``; ``discard`` drops it."""
         # The live log exists before this returns: a client may follow the turn at once.
-        live = self.event_log.writer(turn.message_id, prefix)
+        live = self.event_log.writer(turn.message_id, prefix, pending=pending)
+        for name, data in opening:
+            self.event_log.note(live, name, data)
         generation = Generation(
             turn=turn,
             live=live,
@@ -183,9 +202,34 @@ class TurnRunner:
             checkpointed_seq=live.visible,
             checkpointed=bool(prefix),
             branch=branch,
+            pending=pending,
         )
+        if not pending:
+            generation.settled.set()
         self.running[turn.message_id] = generation
         generation.task = asyncio.create_task(self._run(generation), name=f"turn-{turn.message_id}")
+
+    def confirm(self, turn_id: UUID) -> None:
+        """The pending turn's acceptance is committed: its events go out, its end may be stored."""
+        generation = self.running.get(turn_id)
+        if generation is None or not generation.pending:
+            return
+        generation.pending = False
+        self.event_log.confirm(generation.live)
+        generation.settled.set()
+
+    def discard(self, turn_id: UUID) -> None:
+        """The pending turn's acceptance failed: stop it (the worker is told) and forget it."""
+        generation = self.running.get(turn_id)
+        if generation is None or not generation.pending:
+            return
+        generation.discarded = True
+        generation.settled.set()
+        # Here, not in the task: a task cancelled before its first step never runs its cleanup.
+        del self.running[turn_id]
+        self.event_log.discard(generation.live)
+        if generation.task is not None:
+            generation.task.cancel()
 
     async def cancel(self, turn_id: UUID) -> bool:
         """Stop a turn generated here; False if it is not (it may run on another replica)."""
@@ -243,6 +287,9 @@ class TurnRunner:
                 ),
             )
         except asyncio.CancelledError:
+            if generation.discarded:
+                await self._abort_upstream(generation)
+                return
             if not generation.cancel_requested:
                 raise  # shutting down: the lease lapses and a surviving replica takes over
             current = asyncio.current_task()
@@ -295,7 +342,7 @@ class TurnRunner:
                     "upstream_unavailable", "No inference worker is available; retry later.", retry_after_s=5
                 )
             tried.add(dispatch.worker.url)
-            await self._on_worker(generation, dispatch)
+            self._on_worker(generation, dispatch)
             assert generation.rid is not None
             request = ChatRequest(
                 model=turn.model.served_name,
@@ -349,7 +396,7 @@ class TurnRunner:
         )
         return prompt, route
 
-    async def _on_worker(self, generation: Generation, dispatch: Dispatch) -> None:
+    def _on_worker(self, generation: Generation, dispatch: Dispatch) -> None:
         turn = generation.turn
         generation.attempts += 1
         generation.worker = dispatch.worker.url
@@ -359,7 +406,7 @@ class TurnRunner:
         generation.rid = (
             str(turn.message_id) if generation.attempts == 1 else f"{turn.message_id}-{generation.attempts}"
         )
-        await self._mark_started(generation)
+        self._mark_started(generation)
 
     def _retry_or_fail(self, generation: Generation, error: UpstreamError) -> None:
         """Raise why the turn fails, unless another worker may still be tried."""
@@ -410,10 +457,11 @@ class TurnRunner:
             (generation.first_token_at - turn.accepted_at).total_seconds()
         )
 
-    async def _mark_started(self, generation: Generation) -> None:
-        """The turn is on a worker: tell the client now; the row learns it at the next checkpoint (at
-        most a second away, in one statement with every other turn that started), which spares every
-        turn a write transaction of its own."""
+    def _mark_started(self, generation: Generation) -> None:
+        """The turn is on a worker: tell the client now (without waiting for the event's publication,
+        which would delay the request to the worker); the row learns it at the next checkpoint (at most a
+        second away, in one statement with every other turn that started), which spares every turn a
+        write transaction of its own."""
         turn = generation.turn
         if generation.started_at is None:
             generation.started_at = datetime.now(UTC)
@@ -421,7 +469,7 @@ class TurnRunner:
         generation.unmarked = True
         if not generation.announced:
             generation.announced = True
-            await self.event_log.append(turn.message_id, "started", {"model": turn.model.id})
+            self.event_log.note(generation.live, "started", {"model": turn.model.id})
 
     @staticmethod
     def _warn_if_slow_start(generation: Generation) -> None:
@@ -462,8 +510,12 @@ class TurnRunner:
     async def _store_end(
         self, generation: Generation, *, status: Status, finish_reason: str, failure: TurnFailed | None = None
     ) -> None:
-        """Persist the turn's end and append its terminal event (the store does both, in that order)."""
+        """Persist the turn's end and append its terminal event (the store does both, in that order); of a
+        pending turn, once its row exists."""
         turn = generation.turn
+        await generation.settled.wait()
+        if generation.discarded:
+            return
         generation.finishing = True
         live = generation.live
         # Whatever arrived in the last coalescing window becomes events before the answer is stored whole.
@@ -503,7 +555,7 @@ class TurnRunner:
         turn's new text (another one)."""
         rows = []
         for generation in self.running.values():
-            if generation.unmarked:
+            if generation.unmarked and not generation.pending:
                 generation.unmarked = False
                 rows.append(
                     {
@@ -523,7 +575,7 @@ class TurnRunner:
         chunks = []
         for generation in self.running.values():
             live = generation.live
-            if live.visible <= generation.checkpointed_seq or generation.finishing:
+            if live.visible <= generation.checkpointed_seq or generation.finishing or generation.pending:
                 continue
             content, reasoning, layout = live.piece(generation.checkpointed_seq, live.visible)
             chunks.append(

@@ -309,36 +309,42 @@ class TurnService:
         answer.thinking = plan.thinking
         answer.max_tokens = plan.max_tokens
         answer.lease_owner = self.replica_id
-        await tree.grow(
-            conversation,
-            [user_message, answer] if new_question else [answer],
-            model=model.id if new_question else None,
+        # The worker gets the prompt now, while the turn is stored: its prefill overlaps the writes and the
+        # commit instead of following them. Nothing of the turn goes out or is stored until the commit
+        # succeeds; if it fails, the turn is dropped and the worker told to stop. The first event of a
+        # degraded turn's log tells the client what the overload changed.
+        opening = (
+            [("degraded", {"reason": "overload", "level": self.admission.level, "changes": plan.changes})]
+            if plan.changes
+            else []
         )
+        turn = Turn.from_message(answer, user_id=user.id, model=model, limits=limits)
+        self.runner.start(turn, branch=branch, pending=True, opening=opening)
         scope, key, fingerprint = idempotency
         try:
+            await tree.grow(
+                conversation,
+                [user_message, answer] if new_question else [answer],
+                model=model.id if new_question else None,
+            )
             if key is not None:
                 await _remember_key(
                     session, user.id, idempotency, user_message, answer, now=answer.created_at
                 )
             await session.commit()
         except IntegrityError:
+            self.runner.discard(answer.id)
             # The same key raced in from a retry that got here first: answer with its turn.
             await session.rollback()
             replay = await _replay(session, user.id, scope, key, fingerprint) if key else None
             if replay is None:
                 raise
             return replay
+        except BaseException:
+            self.runner.discard(answer.id)
+            raise
+        self.runner.confirm(answer.id)
         metrics.TURNS_STARTED.labels(model.id).inc()
-        if plan.changes:
-            # Before the runner starts: the first event of the turn's log tells the client what changed.
-            await self.event_log.append(
-                answer.id,
-                "degraded",
-                {"reason": "overload", "level": self.admission.level, "changes": plan.changes},
-            )
-        self.runner.start(
-            Turn.from_message(answer, user_id=user.id, model=model, limits=limits), branch=branch
-        )
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
 
     async def _shed_early(

@@ -147,6 +147,49 @@ async def test_a_follower_waiting_for_the_first_event_is_woken(event_log, caught
     assert await asyncio.wait_for(follower, 2) == [(1, "error")]
 
 
+async def test_a_pending_turns_log_goes_out_only_once_confirmed(event_log, caught_up):
+    """A turn generated while its acceptance commits: its events wait in this process (no reader sees
+    them, Redis has none) until ``confirm``, then go out whole and in order."""
+    turn = uuid.uuid4()
+    live = event_log.writer(turn, pending=True)
+    event_log.note(live, "started", {"model": "m"})
+    event_log.delta(live, REASONING, "Hmm")
+    await event_log.append(turn, "queued", {"position": 1, "estimated_wait_s": 0})
+    event_log.delta(live, CONTENT, "Hi")
+    follower = asyncio.create_task(collect(event_log, turn, 0))
+    await asyncio.wait_for(caught_up.wait(), 5)
+    await asyncio.sleep(WINDOW_S * 5)  # windows close meanwhile: still nothing goes out
+    assert await event_log.read(turn) == []
+    if isinstance(event_log, RedisEventLog):
+        assert not await event_log.redis.exists(event_log.key(turn))
+    event_log.confirm(live)
+    event_log.delta(live, CONTENT, " there")
+    await asyncio.sleep(WINDOW_S * 5)
+    await event_log.append(turn, "done", {})
+    assert await asyncio.wait_for(follower, 5) == [
+        (1, "started"),
+        (2, "reasoning"),
+        (3, "queued"),
+        (4, "content"),
+        (5, "content"),
+        (6, "done"),
+    ]
+
+
+async def test_a_discarded_pending_turn_leaves_nothing_behind(event_log):
+    turn = uuid.uuid4()
+    live = event_log.writer(turn, pending=True)
+    event_log.note(live, "started", {"model": "m"})
+    event_log.delta(live, CONTENT, "Hi")
+    event_log.discard(live)
+    await asyncio.sleep(WINDOW_S * 5)
+    assert event_log.live(turn) is None
+    assert await event_log.read(turn) == []
+    assert event_log.unpublished() == []
+    if isinstance(event_log, RedisEventLog):
+        assert not await event_log.redis.exists(event_log.key(turn))
+
+
 async def test_an_idle_follower_gets_heartbeats(event_log):
     turn = uuid.uuid4()
     await event_log.append(turn, "started", {})
