@@ -12,7 +12,7 @@ configuration the targets are for) and for SQLite (the embedded default):
   (a chunk per token, SGLang's default): CPU per relayed token (idle and the turns' own cost subtracted),
   tokens per event sent to the client, and the database work of a long turn next to a short one's;
 - **light load**: added time to first token, p50/p99 (the same turns straight to the worker and through
-  Surge, side by side);
+  Surge, one at a time, each finding the worker idle);
 - **openai**: the same light-load pairs, but through the OpenAI-compatible API
   (``/openai/v1/chat/completions``, streamed, with an API key): added time to first token p50/p99. It
   stores nothing, so it should be the cheapest path through Surge;
@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("SURGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODEL, SHORT, LONG = "deepseek-v3.1", "bench-short", "bench-long"
 BUDGET_MS = 50.0
+# The pause after each light-load request, for the worker to be idle again (see ``light_pairs``).
+LIGHT_PAUSE_S = 0.1
 PHASES = ("turns", "tokens", "light", "openai", "hold")
 STREAM_TIMEOUT = httpx.Timeout(600, connect=30)
 # What both paths send as the system prompt (Surge's is set to it): as long as Surge's default, 48 tokens.
@@ -463,21 +465,39 @@ def redis_breakdown(before: Reading, after: Reading) -> dict[str, int]:
     }
 
 
-async def light_phase(setup: Rig, pairs: int) -> dict[str, float]:
-    """Turns sent both ways, alternating, a few at a time: TTFT p50/p99 of each and the difference."""
-    direct: list[float] = []
-    through: list[float] = []
-    slots = asyncio.Semaphore(4)
+async def light_pairs(
+    pairs: int, direct: Callable[[str], Awaitable[float]], through: Callable[[str], Awaitable[float]]
+) -> dict[str, float]:
+    """The same question straight to the worker and through Surge, one request at a time: TTFT p50/p99 of
+    each and the difference.
 
-    async def pair(index: int) -> None:
+    Each request waits for the worker to be idle (``LIGHT_PAUSE_S``): one sent right behind another meets
+    a worker still in a decode step for it and waits up to a step (20 ms here), which would land on
+    whichever path went second. The order within a pair alternates for what remains of that."""
+    direct_s: list[float] = []
+    through_s: list[float] = []
+    for index in range(pairs):
         question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
-        async with slots:
-            direct.append(await direct_stream(setup.http, setup.worker_url, question + " (direct)", 64,
-                                              stop_after_first=True))  # fmt: skip
-            through.append((await surge_turn(setup, index, question, stop_after_first=True)).ttft)
+        steps = [(direct_s, direct), (through_s, through)]
+        for samples, send in steps if index % 2 == 0 else reversed(steps):
+            samples.append(await send(question))
+            await asyncio.sleep(LIGHT_PAUSE_S)
+    return compare(direct_s, through_s)
 
-    await asyncio.gather(*(pair(index) for index in range(pairs)))
-    return compare(direct, through)
+
+async def light_phase(setup: Rig, pairs: int) -> dict[str, float]:
+    """Added TTFT of a conversation turn at light load."""
+
+    async def direct(question: str) -> float:
+        # Another text than Surge's: neither may find the other's prompt cached on the worker.
+        return await direct_stream(
+            setup.http, setup.worker_url, f"{question} (direct)", 64, stop_after_first=True
+        )
+
+    async def through(question: str) -> float:
+        return (await surge_turn(setup, 0, question, stop_after_first=True)).ttft
+
+    return await light_pairs(pairs, direct, through)
 
 
 async def openai_ttft(setup: Rig, key: str, question: str) -> float:
@@ -507,19 +527,14 @@ async def openai_ttft(setup: Rig, key: str, question: str) -> float:
 async def openai_phase(setup: Rig, pairs: int) -> dict[str, float]:
     """The light-load pairs through the OpenAI-compatible API instead of a conversation turn."""
     key = (await setup.users[0].api_keys.create("bench")).secret
-    direct: list[float] = []
-    through: list[float] = []
-    slots = asyncio.Semaphore(4)
 
-    async def pair(index: int) -> None:
-        question = f"Question {index}: {uuid.uuid4().hex} what is the capital of France?"
-        async with slots:
-            direct.append(await direct_stream(setup.http, setup.worker_url, question + " (direct)", 64,
-                                              stop_after_first=True))  # fmt: skip
-            through.append(await openai_ttft(setup, key, question))
+    async def direct(question: str) -> float:
+        # Another text than Surge's: neither may find the other's prompt cached on the worker.
+        return await direct_stream(
+            setup.http, setup.worker_url, f"{question} (direct)", 64, stop_after_first=True
+        )
 
-    await asyncio.gather(*(pair(index) for index in range(pairs)))
-    return compare(direct, through)
+    return await light_pairs(pairs, direct, lambda question: openai_ttft(setup, key, question))
 
 
 def compare(direct: list[float], through: list[float], prefix: str = "") -> dict[str, float]:
