@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admission.tiers import TierLimits
@@ -48,56 +48,50 @@ async def measure(
     since = now - timedelta(seconds=limits.window_s)
     counted = and_(m.Message.created_at >= since, m.Message.status != "failed")
     active = m.Message.status.in_(m.ACTIVE_STATUSES)
-    # One statement for both: a turn still running was created recently, so its conversation is active
-    # within the window too.
-    row = (
-        await session.execute(
-            select(
-                func.count(m.Message.id).filter(counted),
-                func.coalesce(func.sum(m.Message.completion_tokens).filter(counted), 0),
-                func.min(m.Message.created_at).filter(counted),
-                func.count(m.Message.id).filter(active),
-            )
-            .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
-            .where(
-                m.Conversation.user_id == user_id,
-                # A conversation's activity_at is its newest message: older conversations cannot contribute.
-                m.Conversation.activity_at >= since,
-                m.Message.role == "assistant",
-                or_(m.Message.created_at >= since, active),
-            )
+    # One aggregate for both the window and the turns running: a turn still running was created
+    # recently, so its conversation is active within the window too.
+    turns = (
+        select(
+            func.count(m.Message.id).filter(counted).label("messages"),
+            func.coalesce(func.sum(m.Message.completion_tokens).filter(counted), 0).label("tokens"),
+            func.min(m.Message.created_at).filter(counted).label("oldest"),
+            func.count(m.Message.id).filter(active).label("active"),
         )
-    ).one()
-    messages, tokens, turns_oldest, active_turns = row
-    api_requests, api_tokens, api_oldest = await _api_usage(session, user_id, since)
+        .join(m.Conversation, m.Conversation.id == m.Message.conversation_id)
+        .where(
+            m.Conversation.user_id == user_id,
+            # A conversation's activity_at is its newest message: older conversations cannot contribute.
+            m.Conversation.activity_at >= since,
+            m.Message.role == "assistant",
+            or_(m.Message.created_at >= since, active),
+        )
+        .subquery("turns")
+    )
+    # Requests of the OpenAI-compatible API in the window count like turns (a request is a turn that
+    # stores no conversation). Their rows are written when they end; the ones still running are held to
+    # the turns-at-once cap by the API itself.
+    api_counted = m.ApiUsage.status != "failed"
+    api = (
+        select(
+            func.count(m.ApiUsage.id).filter(api_counted).label("messages"),
+            func.coalesce(func.sum(m.ApiUsage.completion_tokens).filter(api_counted), 0).label("tokens"),
+            func.min(m.ApiUsage.created_at).filter(api_counted).label("oldest"),
+        )
+        .where(m.ApiUsage.user_id == user_id, m.ApiUsage.created_at >= since)
+        .subquery("api")
+    )
+    # Both in one statement (each aggregate is one row): this runs for every turn accepted.
+    row = (await session.execute(select(turns, api).select_from(turns.join(api, true())))).one()
+    messages, tokens, turns_oldest, active_turns, api_requests, api_tokens, api_oldest = row
     oldest = min((_aware(at) for at in (turns_oldest, api_oldest) if at is not None), default=None)
     resets_at = oldest + timedelta(seconds=limits.window_s) if oldest is not None else now
     return Usage(
         limits=limits,
-        messages=int(messages or 0) + api_requests,
-        tokens=int(tokens or 0) + api_tokens,
+        messages=int(messages or 0) + int(api_requests or 0),
+        tokens=int(tokens or 0) + int(api_tokens or 0),
         concurrent_turns=int(active_turns or 0),
         resets_at=resets_at,
     )
-
-
-async def _api_usage(
-    session: AsyncSession, user_id: UUID, since: datetime
-) -> tuple[int, int, datetime | None]:
-    """Requests of the OpenAI-compatible API in the window: they count like turns (a request is a turn
-    that stores no conversation). Their rows are written when they end; the ones still running are held to
-    the turns-at-once cap by the API itself."""
-    counted = m.ApiUsage.status != "failed"
-    row = (
-        await session.execute(
-            select(
-                func.count(m.ApiUsage.id).filter(counted),
-                func.coalesce(func.sum(m.ApiUsage.completion_tokens).filter(counted), 0),
-                func.min(m.ApiUsage.created_at).filter(counted),
-            ).where(m.ApiUsage.user_id == user_id, m.ApiUsage.created_at >= since)
-        )
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0), row[2]
 
 
 def _aware(at: datetime) -> datetime:
