@@ -13,8 +13,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController
@@ -31,7 +31,7 @@ from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
 from backend.db.base import new_id
-from backend.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from backend.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from backend.observability import metrics
 from backend.settings import ModelSpec, Settings
 
@@ -258,17 +258,25 @@ class TurnService:
         idempotency: tuple[str, str | None, str],
         branch_of: Callable[[], Awaitable[tuple[list[m.Message], bool]]],
     ) -> AcceptedTurn:
-        """The steps every turn goes through: shed early, or (one acceptance per user at a time) replay an
-        earlier request with the same key, check the quota, read the branch up to the user message (the
-        runner renders the prompt from it), store the answer."""
+        """The steps every turn goes through: shed early, or (one acceptance per user at a time) check the
+        quota, read the branch up to the user message (the runner renders the prompt from it), store the
+        answer.
+
+        A retry (an Idempotency-Key stored before) gets its earlier turn back. That is looked up only when
+        something refuses the request or the key turns out to be taken when it is stored: a first attempt,
+        which nearly every request is, costs no lookup."""
         scope, key, fingerprint = idempotency
         await self._shed_early(session, user, model, scope, key, fingerprint)
         async with self._accepting(user.id):
-            replay = await _replay(session, user.id, scope, key, fingerprint)
-            if replay is not None:
-                return replay
-            limits = await self._check_allowed(session, user)
-            branch, new_question = await branch_of()
+            try:
+                limits = await self._check_allowed(session, user)
+                branch, new_question = await branch_of()
+            except ApiError:
+                # Refused now, but perhaps accepted the first time: the retry gets that turn.
+                replay = await _replay(session, user.id, scope, key, fingerprint)
+                if replay is not None:
+                    return replay
+                raise
             return await self._accept_answer(
                 session,
                 user,
@@ -327,22 +335,22 @@ class TurnService:
                 [user_message, answer] if new_question else [answer],
                 model=model.id if new_question else None,
             )
-            if key is not None:
-                await _remember_key(
-                    session, user.id, idempotency, user_message, answer, now=answer.created_at
-                )
-            await session.commit()
-        except IntegrityError:
-            self.runner.discard(answer.id)
-            # The same key raced in from a retry that got here first: answer with its turn.
-            await session.rollback()
-            replay = await _replay(session, user.id, scope, key, fingerprint) if key else None
-            if replay is None:
-                raise
-            return replay
+            key_taken = key is not None and not await _remember_key(
+                session, user.id, idempotency, user_message, answer, now=answer.created_at
+            )
+            if not key_taken:
+                await session.commit()
         except BaseException:
             self.runner.discard(answer.id)
             raise
+        if key_taken:
+            # A retry of a turn accepted before (or a moment ago, on another replica): answer with it.
+            self.runner.discard(answer.id)
+            await session.rollback()
+            replay = await _replay(session, user.id, scope, key, fingerprint)
+            if replay is None:
+                raise Conflict("This Idempotency-Key is being used by another request; retry it.")
+            return replay
         self.runner.confirm(answer.id)
         metrics.TURNS_STARTED.labels(model.id).inc()
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
@@ -487,22 +495,31 @@ async def _remember_key(
     answer: m.Message,
     *,
     now: datetime,
-) -> None:
+) -> bool:
+    """Store the key with the turn it created; False if the key is taken (by a request within its 24 h).
+    An expired key is taken over in the same statement: expired keys are not swept, and reusing one a day
+    later is a new request."""
     scope, key, fingerprint = idempotency
-    await session.execute(
-        insert(m.IdempotencyKey).values(
-            id=new_id(),
-            user_id=user_id,
-            scope=scope,
-            key=key,
-            request_hash=fingerprint,
-            user_message_id=user_message.id,
-            assistant_message_id=answer.id,
-            expires_at=now + IDEMPOTENCY_TTL,
-            created_at=now,
-            updated_at=now,
-        )
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(m.IdempotencyKey).values(
+        id=new_id(),
+        user_id=user_id,
+        scope=scope,
+        key=key,
+        request_hash=fingerprint,
+        user_message_id=user_message.id,
+        assistant_message_id=answer.id,
+        expires_at=now + IDEMPOTENCY_TTL,
+        created_at=now,
+        updated_at=now,
     )
+    replaced = ("request_hash", "user_message_id", "assistant_message_id", "expires_at", "created_at")
+    statement = statement.on_conflict_do_update(
+        index_elements=["user_id", "scope", "key"],
+        set_={column: statement.excluded[column] for column in (*replaced, "updated_at")},
+        where=m.IdempotencyKey.expires_at <= now,
+    ).returning(m.IdempotencyKey.id)
+    return (await session.execute(statement)).first() is not None
 
 
 def _check_parent(conversation_id: UUID, parent: m.Message | None) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
+
+from backend.db import models as m
 from tests.chat.helpers import read_stream, wait_finished
 from tests.chat.test_turns import new_conversation
 from tests.conftest import error_of
@@ -156,6 +160,50 @@ async def test_concurrent_retries_with_one_key_create_one_turn(client, alice):
     )
     assert {r.status_code for r in responses} == {202}
     assert len({r.json()["assistant_message"]["id"] for r in responses}) == 1
+
+
+async def test_a_key_reused_after_it_expired_starts_a_new_turn(client, sessions, alice):
+    conversation = await new_conversation(client, alice)
+    url = f"/v1/conversations/{conversation}/messages"
+    headers = {**alice.headers, "Idempotency-Key": "daily"}
+    first = await client.post(url, json={"content": "Good morning"}, headers=headers)
+    assert first.status_code == 202
+    await wait_finished(client, first.json()["assistant_message"]["id"], alice.headers)
+    async with sessions() as session:
+        await session.execute(
+            update(m.IdempotencyKey).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    second = await client.post(url, json={"content": "Good morning"}, headers=headers)
+    assert second.status_code == 202, second.text
+    assert second.json()["assistant_message"]["id"] != first.json()["assistant_message"]["id"]
+    # The key now stands for the new turn.
+    retry = await client.post(url, json={"content": "Good morning"}, headers=headers)
+    assert retry.json()["assistant_message"]["id"] == second.json()["assistant_message"]["id"]
+
+
+async def test_a_retry_the_cap_would_refuse_now_gets_the_turn_it_created(client_with):
+    """The first attempt was accepted and is generating, so the turns-at-once cap is reached: a new
+    request is refused, but the retry gets its turn back."""
+    from tests.conftest import sign_up
+
+    async with client_with([{"sim_speedup": 1.0}], SURGE_TIER_FREE_CONCURRENT_TURNS="1") as (client, _):
+        alice = await sign_up(client)
+        conversation = await new_conversation(client, alice)
+        url = f"/v1/conversations/{conversation}/messages"
+        headers = {**alice.headers, "Idempotency-Key": "retry-me"}
+        body = {"content": "think hard", "thinking": True}
+        first = await client.post(url, json=body, headers=headers)
+        assert first.status_code == 202
+        other = await client.post(
+            f"/v1/conversations/{await new_conversation(client, alice)}/messages",
+            json={"content": "another"},
+            headers=alice.headers,
+        )
+        assert other.status_code == 429
+        retry = await client.post(url, json=body, headers=headers)
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["assistant_message"]["id"] == first.json()["assistant_message"]["id"]
 
 
 async def test_a_user_may_have_only_so_many_turns_generating(client_with):
