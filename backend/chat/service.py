@@ -501,7 +501,7 @@ async def _remember_key(
     later is a new request."""
     scope, key, fingerprint = idempotency
     dialect = session.get_bind().dialect.name
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(m.IdempotencyKey).values(
+    new_key = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(m.IdempotencyKey).values(
         id=new_id(),
         user_id=user_id,
         scope=scope,
@@ -514,12 +514,12 @@ async def _remember_key(
         updated_at=now,
     )
     replaced = ("request_hash", "user_message_id", "assistant_message_id", "expires_at", "created_at")
-    statement = statement.on_conflict_do_update(
+    stored = new_key.on_conflict_do_update(
         index_elements=["user_id", "scope", "key"],
-        set_={column: statement.excluded[column] for column in (*replaced, "updated_at")},
+        set_={column: new_key.excluded[column] for column in (*replaced, "updated_at")},
         where=m.IdempotencyKey.expires_at <= now,
     ).returning(m.IdempotencyKey.id)
-    return (await session.execute(statement)).first() is not None
+    return (await session.execute(stored)).first() is not None
 
 
 def _check_parent(conversation_id: UUID, parent: m.Message | None) -> None:
