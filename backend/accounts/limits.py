@@ -32,9 +32,9 @@ class AuthRateLimits:
 
     async def login(self, ip: str, email: str) -> None:
         email = normalise_email(email)
-        await enforce(self.limiter, self.login_ip, ip)
-        await enforce(self.limiter, self.login_email_ip, f"{email}|{ip}")
-        await enforce(self.limiter, self.login_email, email)
+        await enforce(
+            self.limiter, self.login_ip, ip, (self.login_email_ip, f"{email}|{ip}"), (self.login_email, email)
+        )
 
     async def firebase(self, ip: str) -> None:
         await enforce(self.limiter, self.firebase_ip, ip)

@@ -13,7 +13,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -49,6 +49,12 @@ class RateLimiter(Protocol):
 
     async def hit(self, rule: RateLimit, key: str) -> RateDecision: ...
 
+    async def hits(self, checks: Sequence[tuple[RateLimit, str]]) -> list[RateDecision]:
+        """Count a hit on each (rule, key) in order, stopping at the first refused: the decisions up to
+        that one (a request limited several ways pays one round trip, and a refused request is not
+        counted by the rules after the one that refused it)."""
+        ...
+
 
 class _Log(deque[float]):
     """The times of one key's hits, oldest first, and the window they are kept for."""
@@ -79,6 +85,14 @@ class MemoryRateLimiter:
             self._sweep(now)
             return RateDecision(True, rule.limit - len(log), 0.0)
 
+    async def hits(self, checks: Sequence[tuple[RateLimit, str]]) -> list[RateDecision]:
+        decisions = []
+        for rule, key in checks:
+            decisions.append(decision := await self.hit(rule, key))
+            if not decision.allowed:
+                break
+        return decisions
+
     def _sweep(self, now: float) -> None:
         # Forget keys that have been quiet for their whole window, so one-off IPs do not pile up forever.
         if now < self._next_sweep:
@@ -89,22 +103,27 @@ class MemoryRateLimiter:
             del self._hits[key]
 
 
-# KEYS[1]: the key's log. ARGV: limit, window in ms, a unique member for this hit.
-# Returns {allowed (1/0), remaining, ms until a hit is allowed again}.
+# One key's log per KEYS[i], with ARGV[3i-2 .. 3i]: its limit, its window in ms, a unique member for this
+# hit. Each is counted in turn until one refuses. Returns per key counted {allowed (1/0), remaining, ms
+# until a hit is allowed again}.
 _SLIDING_LOG = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, 0, tonumber(oldest[2]) + window - now}
+local out = {}
+for i = 1, #KEYS do
+  local limit, window = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    out[#out + 1] = {0, 0, tonumber(oldest[2]) + window - now}
+    return out
+  end
+  redis.call('ZADD', KEYS[i], now, ARGV[3 * i])
+  redis.call('PEXPIRE', KEYS[i], window)
+  out[#out + 1] = {1, limit - count - 1, 0}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
-return {1, limit - count - 1, 0}
+return out
 """
 
 
@@ -117,24 +136,36 @@ class RedisRateLimiter:
         self._script = redis.register_script(_SLIDING_LOG)
 
     async def hit(self, rule: RateLimit, key: str) -> RateDecision:
+        return (await self.hits([(rule, key)]))[0]
+
+    async def hits(self, checks: Sequence[tuple[RateLimit, str]]) -> list[RateDecision]:
+        args: list[int | str] = []
+        for rule, _ in checks:
+            args += (rule.limit, int(rule.window_s * 1000), uuid.uuid4().hex)
         try:
-            allowed, remaining, wait_ms = await self._script(
-                keys=[f"{self._prefix}{rule.name}:{key}"],
-                args=[rule.limit, int(rule.window_s * 1000), uuid.uuid4().hex],
+            results = await self._script(
+                keys=[f"{self._prefix}{rule.name}:{key}" for rule, key in checks], args=args
             )
         except RedisError as exc:
-            metrics.RATE_LIMIT_DECISIONS.labels(rule.name, "limiter_unavailable").inc()
-            logger.warning("rate limiter unavailable; allowing", extra={"rule": rule.name, "error": str(exc)})
-            return RateDecision(True, rule.limit, 0.0)
-        return RateDecision(bool(allowed), int(remaining), int(wait_ms) / 1000)
+            for rule, _ in checks:
+                metrics.RATE_LIMIT_DECISIONS.labels(rule.name, "limiter_unavailable").inc()
+            names = ",".join(rule.name for rule, _ in checks)
+            logger.warning("rate limiter unavailable; allowing", extra={"rule": names, "error": str(exc)})
+            return [RateDecision(True, rule.limit, 0.0) for rule, _ in checks]
+        return [
+            RateDecision(bool(allowed), int(remaining), int(wait_ms) / 1000)
+            for allowed, remaining, wait_ms in results
+        ]
 
 
-async def enforce(limiter: RateLimiter, rule: RateLimit, key: str) -> None:
-    """Count one hit; raise ``429 rate_limited`` with ``Retry-After`` when the rule is exhausted."""
-    decision = await limiter.hit(rule, key)
-    if not decision.allowed:
-        metrics.RATE_LIMIT_DECISIONS.labels(rule.name, "limited").inc()
-        raise RateLimited(retry_after_s=max(1.0, math.ceil(decision.retry_after_s)))
+async def enforce(limiter: RateLimiter, rule: RateLimit, key: str, *more: tuple[RateLimit, str]) -> None:
+    """Count one hit on each rule (in one round trip); raise ``429 rate_limited`` with ``Retry-After``
+    when one is exhausted (the rules after it are not counted)."""
+    checks = [(rule, key), *more]
+    for (checked, _), decision in zip(checks, await limiter.hits(checks), strict=False):
+        if not decision.allowed:
+            metrics.RATE_LIMIT_DECISIONS.labels(checked.name, "limited").inc()
+            raise RateLimited(retry_after_s=max(1.0, math.ceil(decision.retry_after_s)))
 
 
 class TurnRateLimit:
@@ -147,5 +178,4 @@ class TurnRateLimit:
         self.per_ip = RateLimit("turns_ip", settings.messages_per_ip_per_min, 60)
 
     async def check(self, user_id: UUID, ip: str) -> None:
-        await enforce(self.limiter, self.per_user, str(user_id))
-        await enforce(self.limiter, self.per_ip, ip)
+        await enforce(self.limiter, self.per_user, str(user_id), (self.per_ip, ip))

@@ -49,6 +49,38 @@ async def test_enforce_raises_rate_limited_with_a_whole_number_of_seconds():
     assert limited.value.retry_after_s == 3600 and limited.value.code == "rate_limited"
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def limiter(request: pytest.FixtureRequest):
+    if request.param == "memory":
+        yield MemoryRateLimiter()
+        return
+    require("Redis", redis_available())
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield RedisRateLimiter(redis, prefix=f"test:{uuid.uuid4().hex}:")
+    finally:
+        await redis.aclose()
+
+
+async def test_several_rules_count_in_one_call_until_one_refuses(limiter):
+    """A login is limited per IP, per email and IP, and per email: each rule counts it, in order; once one
+    refuses, the rules after it do not count the refused request."""
+    per_ip, per_pair, per_email = (
+        RateLimit("ip", 10, 60),
+        RateLimit("pair", 2, 60),
+        RateLimit("email", 10, 60),
+    )
+    checks = [(per_ip, "ip"), (per_pair, "pair"), (per_email, "email")]
+    assert [[d.remaining for d in await limiter.hits(checks)] for _ in range(2)] == [[9, 1, 9], [8, 0, 8]]
+    refused = await limiter.hits(checks)
+    assert [d.allowed for d in refused] == [True, False]
+    assert 0 < refused[-1].retry_after_s <= 60
+    # The email's rule did not count the refused login: 8 left before it, 7 after one more hit.
+    assert (await limiter.hit(per_email, "email")).remaining == 7
+    with pytest.raises(RateLimited):
+        await enforce(limiter, per_ip, "ip", (per_pair, "pair"), (per_email, "email"))
+
+
 async def test_redis_limiter_is_exact_under_concurrent_hits():
     require("Redis", redis_available())
     redis = aioredis.Redis.from_url(REDIS_URL)
