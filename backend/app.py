@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import ControllerRouterHandler, ExceptionHandler, ExceptionHandlersMap
+from litestar.types import ControllerRouterHandler, ExceptionHandler, ExceptionHandlersMap, Message, Scope
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -497,6 +497,22 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+BeforeSendHook = Callable[[Message, Scope], Awaitable[None]]
+
+
+def on_response_start(*hooks: BeforeSendHook) -> BeforeSendHook:
+    """One ``before_send`` hook that runs ``hooks`` on a response's start only. Litestar calls its hooks
+    for every message, and an event stream sends one per event: the three hooks that only look at the
+    start would cost three calls per event."""
+
+    async def hook(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            for each in hooks:
+                await each(message, scope)
+
+    return hook
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     problems = settings.configuration_problems() + settings.production_problems()
@@ -533,7 +549,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers(),
         request_class=SurgeRequest,
         before_request=refuse_nul_in_query,
-        before_send=[add_request_id_header, log_response, complete_allow],
+        before_send=[on_response_start(add_request_id_header, log_response, complete_allow)],
         # Surge configures logging itself (one JSON line per record); Litestar must not replace it.
         logging_config=None,
         lifespan=[lifespan],
