@@ -61,7 +61,7 @@ def previous_turn(branch: list[m.Message]) -> PreviousTurn | None:
     )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Generation:
     """The live state of one turn being generated here."""
 
