@@ -93,7 +93,7 @@ class Generation:
     marks: dict[str, float] = field(default_factory=dict)
     # Started before its acceptance was committed: set once that is settled (``confirm`` or ``discard``);
     # until then the turn's events stay in this process and nothing of it is stored.
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event | None = None
     pending: bool = False
     # The acceptance failed: the turn never existed, and is dropped without a trace.
     discarded: bool = False
@@ -203,9 +203,8 @@ class TurnRunner:
             checkpointed=bool(prefix),
             branch=branch,
             pending=pending,
+            settled=asyncio.Event() if pending else None,
         )
-        if not pending:
-            generation.settled.set()
         self.running[turn.message_id] = generation
         generation.task = asyncio.create_task(self._run(generation), name=f"turn-{turn.message_id}")
 
@@ -216,6 +215,7 @@ class TurnRunner:
             return
         generation.pending = False
         self.event_log.confirm(generation.live)
+        assert generation.settled is not None
         generation.settled.set()
 
     def discard(self, turn_id: UUID) -> None:
@@ -224,6 +224,7 @@ class TurnRunner:
         if generation is None or not generation.pending:
             return
         generation.discarded = True
+        assert generation.settled is not None
         generation.settled.set()
         # Here, not in the task: a task cancelled before its first step never runs its cleanup.
         del self.running[turn_id]
@@ -513,9 +514,10 @@ class TurnRunner:
         """Persist the turn's end and append its terminal event (the store does both, in that order); of a
         pending turn, once its row exists."""
         turn = generation.turn
-        await generation.settled.wait()
-        if generation.discarded:
-            return
+        if generation.settled is not None:
+            await generation.settled.wait()
+            if generation.discarded:
+                return
         generation.finishing = True
         live = generation.live
         # Whatever arrived in the last coalescing window becomes events before the answer is stored whole.
