@@ -59,6 +59,7 @@ from backend.api_keys.routes import ApiKeyController
 from backend.chat.control import ControlChannel, LocalControlChannel, RedisControlChannel
 from backend.chat.deps import chat_providers
 from backend.chat.event_log import EventLog, MemoryEventLog, RedisEventLog
+from backend.chat.idempotency import KeyPurge
 from backend.chat.leases import LeaseKeeper
 from backend.chat.routes import TurnController, send_message
 from backend.chat.runner import TurnRunner
@@ -160,6 +161,7 @@ class Components:
     runner: TurnRunner
     leases: LeaseKeeper
     turns: TurnService
+    key_purge: KeyPurge
     title_writer: TitleWriter | None
     # accounts
     passwords: Passwords
@@ -330,6 +332,7 @@ def build_components(settings: Settings) -> Components:
             control=control,
             replica_id=replica_id,
         ),
+        key_purge=KeyPurge(sessions),
         title_writer=title_writer,
         passwords=Passwords(settings.auth),
         access_tokens=access_tokens,
@@ -385,6 +388,8 @@ async def running(c: Components) -> AsyncIterator[None]:
             stack.push_async_callback(c.title_writer.close)  # after the runner: its last turns title
         await c.runner.start_checkpoints()
         stack.push_async_callback(c.runner.shutdown)
+        await c.key_purge.start()
+        stack.push_async_callback(c.key_purge.stop)
         await c.admission.start()
         stack.push_async_callback(c.admission.close)
         if c.dispatcher is not None:

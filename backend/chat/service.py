@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 import msgspec
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.admission.controller import AdmissionController
@@ -23,6 +19,7 @@ from backend.admission.tiers import TierLimits, tier_limits
 from backend.chat.control import ControlChannel
 from backend.chat.event_log import EventLog, LogUnavailable
 from backend.chat.events import TurnEvent, text_from_events
+from backend.chat.idempotency import Idempotency, remember, replay, request_hash
 from backend.chat.layout import Layout
 from backend.chat.runner import TurnRunner
 from backend.chat.store import TurnStore
@@ -30,12 +27,10 @@ from backend.chat.turn import Turn, TurnEnding
 from backend.conversations.service import ConversationService
 from backend.conversations.tree import MessageTree
 from backend.db import models as m
-from backend.db.base import new_id
 from backend.errors import ApiError, Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from backend.observability import metrics
 from backend.settings import ModelSpec, Settings
 
-IDEMPOTENCY_TTL = timedelta(hours=24)
 CANCEL_WAIT_S = 5.0
 CANCEL_POLL_S = 0.1
 
@@ -71,10 +66,6 @@ class UserLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
-
-
-def request_hash(body: dict[str, Any]) -> str:
-    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +246,7 @@ class TurnService:
         conversation: m.Conversation,
         model: ModelSpec,
         thinking: bool | None,
-        idempotency: tuple[str, str | None, str],
+        idempotency: Idempotency,
         branch_of: Callable[[], Awaitable[tuple[list[m.Message], bool]]],
     ) -> AcceptedTurn:
         """The steps every turn goes through: shed early, or (one acceptance per user at a time) check the
@@ -265,17 +256,15 @@ class TurnService:
         A retry (an Idempotency-Key stored before) gets its earlier turn back. That is looked up only when
         something refuses the request or the key turns out to be taken when it is stored: a first attempt,
         which nearly every request is, costs no lookup."""
-        scope, key, fingerprint = idempotency
-        await self._shed_early(session, user, model, scope, key, fingerprint)
+        await self._shed_early(session, user, model, idempotency)
         async with self._accepting(user.id):
             try:
                 limits = await self._check_allowed(session, user)
                 branch, new_question = await branch_of()
             except ApiError:
                 # Refused now, but perhaps accepted the first time: the retry gets that turn.
-                replay = await _replay(session, user.id, scope, key, fingerprint)
-                if replay is not None:
-                    return replay
+                if (earlier := await _replayed(session, user.id, idempotency)) is not None:
+                    return earlier
                 raise
             return await self._accept_answer(
                 session,
@@ -300,7 +289,7 @@ class TurnService:
         thinking: bool,
         *,
         limits: TierLimits,
-        idempotency: tuple[str, str | None, str],
+        idempotency: Idempotency,
     ) -> AcceptedTurn:
         user_message = branch[-1]
         # Shed now (nothing is stored) or admit, with whatever the overload level changes for this tier.
@@ -328,14 +317,14 @@ class TurnService:
         )
         turn = Turn.from_message(answer, user_id=user.id, model=model, limits=limits)
         self.runner.start(turn, branch=branch, pending=True, opening=opening)
-        scope, key, fingerprint = idempotency
         try:
             await tree.grow(
                 conversation,
                 [user_message, answer] if new_question else [answer],
                 model=model.id if new_question else None,
             )
-            key_taken = key is not None and not await _remember_key(
+            _, key, _ = idempotency
+            key_taken = key is not None and not await remember(
                 session, user.id, idempotency, user_message, answer, now=answer.created_at
             )
             if not key_taken:
@@ -347,10 +336,10 @@ class TurnService:
             # A retry of a turn accepted before (or a moment ago, on another replica): answer with it.
             self.runner.discard(answer.id)
             await session.rollback()
-            replay = await _replay(session, user.id, scope, key, fingerprint)
-            if replay is None:
+            earlier = await _replayed(session, user.id, idempotency)
+            if earlier is None:
                 raise Conflict("This Idempotency-Key is being used by another request; retry it.")
-            return replay
+            return earlier
         self.runner.confirm(answer.id)
         metrics.TURNS_STARTED.labels(model.id).inc()
         return AcceptedTurn(user_message=user_message, assistant_message=answer, created=True)
@@ -360,9 +349,7 @@ class TurnService:
         session: AsyncSession,
         user: m.User,
         model: ModelSpec,
-        scope: str,
-        key: str | None,
-        fingerprint: str,
+        idempotency: Idempotency,
     ) -> None:
         """Refuse a turn the overload policy sheds before the work of accepting it (the user's row lock,
         the quota's queries, the inserts): refusing must cost far less than serving, or under a spike
@@ -370,7 +357,7 @@ class TurnService:
         accepted (its Idempotency-Key is stored) goes on to get its turn back."""
         if not self.admission.would_shed(tier_limits(self.tiers, user.tier), model.id):
             return
-        if key is not None and await _replay(session, user.id, scope, key, fingerprint) is not None:
+        if await _replayed(session, user.id, idempotency) is not None:
             return
         raise self.admission.shed(model.id)
 
@@ -462,64 +449,12 @@ async def _owned_answer(session: AsyncSession, user_id: UUID, message_id: UUID) 
     return message
 
 
-async def _replay(
-    session: AsyncSession, user_id: UUID, scope: str, key: str | None, fingerprint: str
-) -> AcceptedTurn | None:
-    """The turn an earlier request with this Idempotency-Key created, if any (409 if its body differed)."""
-    if key is None:
+async def _replayed(session: AsyncSession, user_id: UUID, idempotency: Idempotency) -> AcceptedTurn | None:
+    earlier = await replay(session, user_id, idempotency)
+    if earlier is None:
         return None
-    stored = await session.scalar(
-        select(m.IdempotencyKey).where(
-            m.IdempotencyKey.user_id == user_id,
-            m.IdempotencyKey.scope == scope,
-            m.IdempotencyKey.key == key,
-            m.IdempotencyKey.expires_at > datetime.now(UTC),
-        )
-    )
-    if stored is None:
-        return None
-    if stored.request_hash != fingerprint:
-        raise Conflict("This Idempotency-Key was already used with a different request.")
-    user_message = await session.get(m.Message, stored.user_message_id)
-    answer = await session.get(m.Message, stored.assistant_message_id)
-    if user_message is None or answer is None:
-        raise Conflict("This Idempotency-Key belongs to a turn that no longer exists.")
+    user_message, answer = earlier
     return AcceptedTurn(user_message=user_message, assistant_message=answer, created=False)
-
-
-async def _remember_key(
-    session: AsyncSession,
-    user_id: UUID,
-    idempotency: tuple[str, str | None, str],
-    user_message: m.Message,
-    answer: m.Message,
-    *,
-    now: datetime,
-) -> bool:
-    """Store the key with the turn it created; False if the key is taken (by a request within its 24 h).
-    An expired key is taken over in the same statement: expired keys are not swept, and reusing one a day
-    later is a new request."""
-    scope, key, fingerprint = idempotency
-    dialect = session.get_bind().dialect.name
-    new_key = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(m.IdempotencyKey).values(
-        id=new_id(),
-        user_id=user_id,
-        scope=scope,
-        key=key,
-        request_hash=fingerprint,
-        user_message_id=user_message.id,
-        assistant_message_id=answer.id,
-        expires_at=now + IDEMPOTENCY_TTL,
-        created_at=now,
-        updated_at=now,
-    )
-    replaced = ("request_hash", "user_message_id", "assistant_message_id", "expires_at", "created_at")
-    stored = new_key.on_conflict_do_update(
-        index_elements=["user_id", "scope", "key"],
-        set_={column: new_key.excluded[column] for column in (*replaced, "updated_at")},
-        where=m.IdempotencyKey.expires_at <= now,
-    ).returning(m.IdempotencyKey.id)
-    return (await session.execute(stored)).first() is not None
 
 
 def _check_parent(conversation_id: UUID, parent: m.Message | None) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from backend.chat.idempotency import KeyPurge
 from backend.db import models as m
 from tests.chat.helpers import read_stream, wait_finished
 from tests.chat.test_turns import new_conversation
@@ -180,6 +181,32 @@ async def test_a_key_reused_after_it_expired_starts_a_new_turn(client, sessions,
     # The key now stands for the new turn.
     retry = await client.post(url, json={"content": "Good morning"}, headers=headers)
     assert retry.json()["assistant_message"]["id"] == second.json()["assistant_message"]["id"]
+
+
+async def test_expired_keys_are_deleted_in_the_background_and_live_ones_kept(client, sessions, alice):
+    conversation = await new_conversation(client, alice)
+    url = f"/v1/conversations/{conversation}/messages"
+    turns = {}
+    for key in ("yesterday", "today"):
+        response = await client.post(
+            url, json={"content": key}, headers={**alice.headers, "Idempotency-Key": key}
+        )
+        turns[key] = response.json()["assistant_message"]["id"]
+        await wait_finished(client, turns[key], alice.headers)
+    async with sessions() as session:
+        await session.execute(
+            update(m.IdempotencyKey)
+            .where(m.IdempotencyKey.key == "yesterday")
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    assert await KeyPurge(sessions).purge_expired() == 1
+    async with sessions() as session:
+        assert list(await session.scalars(select(m.IdempotencyKey.key))) == ["today"]
+    retry = await client.post(
+        url, json={"content": "today"}, headers={**alice.headers, "Idempotency-Key": "today"}
+    )
+    assert retry.json()["assistant_message"]["id"] == turns["today"]
 
 
 async def test_a_retry_the_cap_would_refuse_now_gets_the_turn_it_created(client_with):
