@@ -35,6 +35,10 @@ class OverloadBoard(Protocol):
 
     async def read(self) -> BoardView: ...
 
+    async def exchange(self, replica_id: UUID, level: int) -> BoardView:
+        """Post this replica's level and read the board, in one round trip (each replica's tick)."""
+        ...
+
     async def set_override(self, override: Override) -> None: ...
 
 
@@ -48,6 +52,10 @@ class MemoryBoard:
 
     async def read(self) -> BoardView:
         return BoardView(levels=dict(self._levels), override=self._override)
+
+    async def exchange(self, replica_id: UUID, level: int) -> BoardView:
+        await self.post(replica_id, level)
+        return await self.read()
 
     async def set_override(self, override: Override) -> None:
         self._override = override
@@ -67,13 +75,28 @@ class RedisBoard:
         self._fresh_s = fresh_s
 
     async def post(self, replica_id: UUID, level: int) -> None:
-        await self._redis.hset(self.LEVELS, str(replica_id), f"{level}:{time.time():.3f}")
+        await self._redis.hset(self.LEVELS, str(replica_id), self._entry(level))
+
+    @staticmethod
+    def _entry(level: int) -> str:
+        return f"{level}:{time.time():.3f}"
 
     async def read(self) -> BoardView:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.LEVELS)
             pipe.get(self.OVERRIDE)
             raw_levels, raw_override = await pipe.execute()
+        return await self._view(raw_levels, raw_override)
+
+    async def exchange(self, replica_id: UUID, level: int) -> BoardView:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.LEVELS, str(replica_id), self._entry(level))
+            pipe.hgetall(self.LEVELS)
+            pipe.get(self.OVERRIDE)
+            _, raw_levels, raw_override = await pipe.execute()
+        return await self._view(raw_levels, raw_override)
+
+    async def _view(self, raw_levels: dict[bytes, bytes], raw_override: bytes | None) -> BoardView:
         now, levels, stale = time.time(), {}, []
         for replica, value in raw_levels.items():
             level, _, posted_at = _text(value).partition(":")

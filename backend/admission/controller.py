@@ -275,8 +275,7 @@ class AdmissionController:
         own = self.ladder.update(self.pressure(), now)
         view: BoardView | None = None
         try:
-            await self.board.post(self.replica_id, own)
-            view = await self.board.read()
+            view = await self.board.exchange(self.replica_id, own)
         except Exception as exc:  # Redis down: keep deciding on this replica's own pressure
             logger.warning("overload board unavailable", extra={"error": type(exc).__name__})
         if view is not None:
