@@ -167,6 +167,14 @@ class ModelSpec(msgspec.Struct, kw_only=True, frozen=True):
     def served_name(self) -> str:
         return self.upstream_model or self.id
 
+    def thinking_for(self, requested: bool | None) -> bool:
+        """Whether an answer reasons: as the model must, else as the client asked (off by default)."""
+        if self.thinking == "always":
+            return True
+        if self.thinking == "never":
+            return False
+        return bool(requested)
+
 
 # What `make run` starts: two simulated SGLang workers serving a DeepSeek-V3.1-style model.
 DEFAULT_MODELS: list[ModelSpec] = [

@@ -162,14 +162,6 @@ class TurnService:
             )
         return model
 
-    @staticmethod
-    def resolve_thinking(model: ModelSpec, requested: bool | None) -> bool:
-        if model.thinking == "always":
-            return True
-        if model.thinking == "never":
-            return False
-        return bool(requested)
-
     def check_content(self, content: str) -> None:
         if not content.strip():
             raise ValidationFailed("The message is empty.", fields={"content": "must not be blank"})
@@ -273,7 +265,7 @@ class TurnService:
                 branch,
                 new_question,
                 model,
-                self.resolve_thinking(model, thinking),
+                model.thinking_for(thinking),
                 limits=limits,
                 idempotency=idempotency,
             )

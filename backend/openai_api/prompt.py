@@ -58,14 +58,6 @@ def requested_thinking(model: ModelSpec, kwargs: dict[str, Any] | None) -> bool 
     return None
 
 
-def resolve_thinking(model: ModelSpec, requested: bool | None) -> bool:
-    if model.thinking == "always":
-        return True
-    if model.thinking == "never":
-        return False
-    return bool(requested)
-
-
 def prepare(body: ChatCompletionRequest, inference: InferenceSettings) -> Prepared:
     if body.n is not None and body.n != 1:
         raise ValidationFailed("Only n=1 is supported.", fields={"n": "must be 1"})
@@ -85,5 +77,5 @@ def prepare(body: ChatCompletionRequest, inference: InferenceSettings) -> Prepar
             f"The messages and answer budget exceed the model's context ({model.context_tokens} tokens).",
             fields={"messages": "too long"},
         )
-    thinking = resolve_thinking(model, requested_thinking(model, body.chat_template_kwargs))
+    thinking = model.thinking_for(requested_thinking(model, body.chat_template_kwargs))
     return Prepared(body=body, model=model, messages=messages, thinking=thinking, max_tokens=max_tokens)
