@@ -31,10 +31,6 @@ class BoardView:
 
 
 class OverloadBoard(Protocol):
-    async def post(self, replica_id: UUID, level: int) -> None: ...
-
-    async def read(self) -> BoardView: ...
-
     async def exchange(self, replica_id: UUID, level: int) -> BoardView:
         """Post this replica's level and read the board, in one round trip (each replica's tick)."""
         ...
@@ -47,15 +43,9 @@ class MemoryBoard:
         self._levels: dict[str, int] = {}
         self._override = Override()
 
-    async def post(self, replica_id: UUID, level: int) -> None:
-        self._levels[str(replica_id)] = level
-
-    async def read(self) -> BoardView:
-        return BoardView(levels=dict(self._levels), override=self._override)
-
     async def exchange(self, replica_id: UUID, level: int) -> BoardView:
-        await self.post(replica_id, level)
-        return await self.read()
+        self._levels[str(replica_id)] = level
+        return BoardView(levels=dict(self._levels), override=self._override)
 
     async def set_override(self, override: Override) -> None:
         self._override = override
@@ -74,34 +64,17 @@ class RedisBoard:
         # A replica that has not posted for this long is gone (or cut off): its level no longer counts.
         self._fresh_s = fresh_s
 
-    async def post(self, replica_id: UUID, level: int) -> None:
-        await self._redis.hset(self.LEVELS, str(replica_id), self._entry(level))
-
-    @staticmethod
-    def _entry(level: int) -> str:
-        return f"{level}:{time.time():.3f}"
-
-    async def read(self) -> BoardView:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.LEVELS)
-            pipe.get(self.OVERRIDE)
-            raw_levels, raw_override = await pipe.execute()
-        return await self._view(raw_levels, raw_override)
-
     async def exchange(self, replica_id: UUID, level: int) -> BoardView:
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.LEVELS, str(replica_id), self._entry(level))
+            pipe.hset(self.LEVELS, str(replica_id), f"{level}:{time.time():.3f}")
             pipe.hgetall(self.LEVELS)
             pipe.get(self.OVERRIDE)
             _, raw_levels, raw_override = await pipe.execute()
-        return await self._view(raw_levels, raw_override)
-
-    async def _view(self, raw_levels: dict[bytes, bytes], raw_override: bytes | None) -> BoardView:
         now, levels, stale = time.time(), {}, []
         for replica, value in raw_levels.items():
-            level, _, posted_at = _text(value).partition(":")
+            posted, _, posted_at = _text(value).partition(":")
             if now - float(posted_at or 0) <= self._fresh_s:
-                levels[_text(replica)] = int(level)
+                levels[_text(replica)] = int(posted)
             else:
                 stale.append(replica)
         if stale:
