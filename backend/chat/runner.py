@@ -94,9 +94,13 @@ class Generation:
     # Started before its acceptance was committed: set once that is settled (``confirm`` or ``discard``);
     # until then the turn's events stay in this process and nothing of it is stored.
     settled: asyncio.Event | None = None
-    pending: bool = False
     # The acceptance failed: the turn never existed, and is dropped without a trace.
     discarded: bool = False
+
+    @property
+    def pending(self) -> bool:
+        """Its acceptance is not settled yet (and, once discarded, never will be)."""
+        return self.settled is not None and (not self.settled.is_set() or self.discarded)
 
     @property
     def has_output(self) -> bool:
@@ -202,7 +206,6 @@ class TurnRunner:
             checkpointed_seq=live.visible,
             checkpointed=bool(prefix),
             branch=branch,
-            pending=pending,
             settled=asyncio.Event() if pending else None,
         )
         self.running[turn.message_id] = generation
@@ -213,7 +216,6 @@ class TurnRunner:
         generation = self.running.get(turn_id)
         if generation is None or not generation.pending:
             return
-        generation.pending = False
         self.event_log.confirm(generation.live)
         assert generation.settled is not None
         generation.settled.set()
