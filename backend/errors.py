@@ -321,19 +321,6 @@ def database_error_of(exc: Exception) -> ApiError:
     return ApiError()
 
 
-def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
-    return error_response(request, database_error_of(exc))
-
-
-def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorEnvelope]:
-    return error_response(request, exc)
-
-
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorEnvelope]:
-    """Litestar's own errors (routing, parsing, auth middleware) in Surge's envelope."""
-    return error_response(request, api_error_of(exc))
-
-
 def api_error_of(exc: HTTPException) -> ApiError:
     """Litestar's own error as the ``ApiError`` Surge answers it with (whatever the envelope)."""
     error: ApiError
@@ -369,22 +356,28 @@ def api_error_of(exc: HTTPException) -> ApiError:
     return error
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
-    """A bug: log it with the request id, tell the client nothing about its insides.
-
-    Unless it comes from an unreachable database (a connection refused while connecting is raised as
-    the bare ``OSError``): that is a retryable 503."""
-    if is_database_outage(exc):
-        return handle_database_error(request, exc)
+def api_error_for(request: Request[Any, Any, Any], exc: Exception) -> ApiError:
+    """What a client is told about ``exc``, whatever envelope carries it (Surge's, or OpenAI's under
+    ``/openai/v1``): Surge's own errors as raised, Litestar's translated, a database failure as
+    ``database_error_of`` says (an unreachable database raises a bare ``OSError`` while connecting: a
+    retryable 503 too), and anything else is a bug: logged with the request id, told as a bare 500."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, HTTPException):
+        return api_error_of(exc)
+    if isinstance(exc, RepositoryError | SQLAlchemyError) or is_database_outage(exc):
+        return database_error_of(exc)
     logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
-    return error_response(request, ApiError())
+    return ApiError()
 
 
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ApiError: handle_api_error,
-    HTTPException: handle_http_exception,
-    # Also keeps Advanced Alchemy's plugin from installing its own handler (409 outside the envelope).
-    RepositoryError: handle_database_error,
-    SQLAlchemyError: handle_database_error,
-    Exception: handle_unexpected,
-}
+def handle_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorEnvelope]:
+    return error_response(request, api_error_for(request, exc))
+
+
+# One handler for every class, registered per class: Litestar picks a handler by the exception's class,
+# and the database classes' entries also keep Advanced Alchemy's plugin from installing its own handler
+# (409 outside the envelope).
+EXCEPTION_HANDLERS: ExceptionHandlersMap = dict.fromkeys(
+    (ApiError, HTTPException, RepositoryError, SQLAlchemyError, Exception), handle_error
+)

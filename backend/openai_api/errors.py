@@ -5,16 +5,12 @@ exception handler, and the auth middleware's zone)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import msgspec
-from advanced_alchemy.exceptions import RepositoryError
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import SQLAlchemyError
 
 from backend.errors import (
     DEFAULT_RETRY_AFTER_S,
@@ -26,14 +22,9 @@ from backend.errors import (
     RateLimited,
     Unauthorized,
     ValidationFailed,
-    api_error_of,
-    database_error_of,
-    is_database_outage,
+    api_error_for,
     retry_after_header,
 )
-from backend.observability.request_id import request_id_of
-
-logger = logging.getLogger("surge.openai")
 
 
 class ModelNotFound(NotFound):
@@ -96,19 +87,8 @@ def openai_error_response(request: Request[Any, Any, Any], error: ApiError) -> R
     )
 
 
-def _as_api_error(request: Request[Any, Any, Any], exc: Exception) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, HTTPException):
-        return api_error_of(exc)
-    if isinstance(exc, RepositoryError | SQLAlchemyError) or is_database_outage(exc):
-        return database_error_of(exc)
-    logger.error("unhandled exception", exc_info=exc, extra={"request_id": request_id_of(request.scope)})
-    return ApiError()
-
-
 def handle_openai_error(request: Request[Any, Any, Any], exc: Exception) -> Response[OpenAIErrorEnvelope]:
-    return openai_error_response(request, _as_api_error(request, exc))
+    return openai_error_response(request, api_error_for(request, exc))
 
 
 # Every key of the app's own map (backend.errors) is overridden: Litestar picks a handler by the
