@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import BindParameter, Select, and_, bindparam, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admission.tiers import TierLimits
@@ -41,11 +42,11 @@ class Usage:
         return None if self.limits.tokens is None else max(0, self.limits.tokens - self.tokens)
 
 
-async def measure(
-    session: AsyncSession, user_id: UUID, limits: TierLimits, *, now: datetime | None = None
-) -> Usage:
-    now = now or datetime.now(UTC)
-    since = now - timedelta(seconds=limits.window_s)
+def _usage_statement() -> Select[Any]:
+    """Messages, tokens, oldest counted and turns running in the window, turns and API requests alike, for
+    ``:user_id`` since ``:since``: one statement, built once (see ``_USAGE``)."""
+    user_id: BindParameter[UUID] = bindparam("user_id")
+    since: BindParameter[datetime] = bindparam("since")
     counted = and_(m.Message.created_at >= since, m.Message.status != "failed")
     active = m.Message.status.in_(m.ACTIVE_STATUSES)
     # One aggregate for both the window and the turns running: a turn still running was created
@@ -80,8 +81,20 @@ async def measure(
         .where(m.ApiUsage.user_id == user_id, m.ApiUsage.created_at >= since)
         .subquery("api")
     )
-    # Both in one statement (each aggregate is one row): this runs for every turn accepted.
-    row = (await session.execute(select(turns, api).select_from(turns.join(api, true())))).one()
+    return select(turns, api).select_from(turns.join(api, true()))
+
+
+# This runs for every turn accepted. Building it per call (and computing its cache key) cost about as much
+# CPU as running it, 1.1 ms of a turn's; built once, SQLAlchemy memoizes its cache key and compiled form.
+_USAGE = _usage_statement()
+
+
+async def measure(
+    session: AsyncSession, user_id: UUID, limits: TierLimits, *, now: datetime | None = None
+) -> Usage:
+    now = now or datetime.now(UTC)
+    since = now - timedelta(seconds=limits.window_s)
+    row = (await session.execute(_USAGE, {"user_id": user_id, "since": since})).one()
     messages, tokens, turns_oldest, active_turns, api_requests, api_tokens, api_oldest = row
     oldest = min((_aware(at) for at in (turns_oldest, api_oldest) if at is not None), default=None)
     resets_at = oldest + timedelta(seconds=limits.window_s) if oldest is not None else now
