@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import delete, select
+from sqlalchemy import Executable, Table, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -78,26 +79,54 @@ async def remember(
     """Store the key with the turn it created; False if the key is taken (by a request within its 24 h).
     An expired key is taken over in the same statement: reusing a key a day later is a new request."""
     scope, key, fingerprint = idempotency
-    dialect = session.get_bind().dialect.name
-    new_key = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(m.IdempotencyKey).values(
-        id=new_id(),
-        user_id=user_id,
-        scope=scope,
-        key=key,
-        request_hash=fingerprint,
-        user_message_id=user_message.id,
-        assistant_message_id=answer.id,
-        expires_at=now + KEY_TTL,
-        created_at=now,
-        updated_at=now,
+    stored = await session.execute(
+        _REMEMBER[session.get_bind().dialect.name],
+        {
+            "id": new_id(),
+            "user_id": user_id,
+            "scope": scope,
+            "key": key,
+            "request_hash": fingerprint,
+            "user_message_id": user_message.id,
+            "assistant_message_id": answer.id,
+            "expires_at": now + KEY_TTL,
+            "now": now,
+        },
+    )
+    return stored.first() is not None
+
+
+def _remember_statement(insert: Callable[[Table], Any]) -> Executable:
+    """INSERT ... ON CONFLICT (user, scope, key) DO UPDATE only where the stored key expired, in a
+    dialect's spelling, with every value bound: built once (every turn sent with a key runs it)."""
+    keys = cast("Table", m.IdempotencyKey.__table__)
+    new_key = insert(keys).values(
+        id=bindparam("id"),
+        user_id=bindparam("user_id"),
+        scope=bindparam("scope"),
+        key=bindparam("key"),
+        request_hash=bindparam("request_hash"),
+        user_message_id=bindparam("user_message_id"),
+        assistant_message_id=bindparam("assistant_message_id"),
+        expires_at=bindparam("expires_at"),
+        created_at=bindparam("now"),
+        updated_at=bindparam("now"),
     )
     replaced = ("request_hash", "user_message_id", "assistant_message_id", "expires_at", "created_at")
-    stored = new_key.on_conflict_do_update(
-        index_elements=["user_id", "scope", "key"],
-        set_={column: new_key.excluded[column] for column in (*replaced, "updated_at")},
-        where=m.IdempotencyKey.expires_at <= now,
-    ).returning(m.IdempotencyKey.id)
-    return (await session.execute(stored)).first() is not None
+    return cast(
+        "Executable",
+        new_key.on_conflict_do_update(
+            index_elements=["user_id", "scope", "key"],
+            set_={column: new_key.excluded[column] for column in (*replaced, "updated_at")},
+            where=keys.c.expires_at <= bindparam("now"),
+        ).returning(keys.c.id),
+    )
+
+
+_REMEMBER = {
+    "postgresql": _remember_statement(postgresql.insert),
+    "sqlite": _remember_statement(sqlite.insert),
+}
 
 
 class KeyPurge:
