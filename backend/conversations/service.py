@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from sqlalchemy import and_, delete, exists, false, or_, select, text, true
+from sqlalchemy import and_, bindparam, delete, exists, false, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -50,6 +50,13 @@ class LiveAnswers(Protocol):
     async def with_live_text(self, message: m.Message) -> m.Message: ...
 
 
+# Every turn and most reads start here: built once, so that SQLAlchemy memoizes their cache keys.
+_OWNED = select(m.Conversation).where(
+    m.Conversation.id == bindparam("conversation_id"), m.Conversation.user_id == bindparam("user_id")
+)
+_OWNED_LOCKING_USER = _OWNED.join(m.User, m.User.id == m.Conversation.user_id).with_for_update(of=m.User)
+
+
 class ConversationService:
     """One request's view of a user's conversations; commits its own writes."""
 
@@ -78,12 +85,11 @@ class ConversationService:
 
         ``lock_user``: on PostgreSQL, also lock the user's row until the transaction ends (in the same
         statement): accepting a turn holds it, so that replicas cannot race the user's concurrency cap."""
-        statement = select(m.Conversation).where(
-            m.Conversation.id == conversation_id, m.Conversation.user_id == user_id
+        locking = lock_user and self.session.get_bind().dialect.name == "postgresql"
+        conversation = await self.session.scalar(
+            _OWNED_LOCKING_USER if locking else _OWNED,
+            {"user_id": user_id, "conversation_id": conversation_id},
         )
-        if lock_user and self.session.get_bind().dialect.name == "postgresql":
-            statement = statement.join(m.User, m.User.id == m.Conversation.user_id).with_for_update(of=m.User)
-        conversation = await self.session.scalar(statement)
         if conversation is None:
             raise NotFound("Conversation not found.")
         return conversation
