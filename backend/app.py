@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -563,3 +564,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi_config(),
         debug=False,
     )
+
+
+def create_served_app() -> Litestar:
+    """``create_app`` as ``surge serve`` runs it, a process of its own: once started, everything built so
+    far (modules, mappers, routes, pools: about 200,000 objects) is moved out of the garbage collector's
+    sight. Otherwise each full collection walks all of it again, which cost ~0.8 ms of CPU per turn under
+    load; what a request allocates is collected as before."""
+    app = create_app()
+    app.on_startup.append(_freeze_heap)
+    return app
+
+
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()

@@ -41,7 +41,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         print(f"  Web app: http://{shown}:{port}/")
     print(f"  API docs: http://{shown}:{port}/docs", flush=True)
     uvicorn.run(
-        "backend.app:create_app",
+        "backend.app:create_served_app",
         factory=True,
         host=host,
         port=port,
