@@ -374,7 +374,7 @@ async def idle_phase(setup: Rig, seconds: float) -> dict[str, Any]:
 
 
 async def turn_phase(
-    setup: Rig, turns: int, idle: dict[str, Any], profile: Path | None = None
+    setup: Rig, turns: int, idle: dict[str, Any], profile: Profile | None = None
 ) -> dict[str, Any]:
     slots = asyncio.Semaphore(8)
 
@@ -409,7 +409,7 @@ async def turn_phase(
 
 
 async def token_phase(
-    setup: Rig, streams: int, idle: dict[str, float], cpu_ms_per_turn: float, profile: Path | None = None
+    setup: Rig, streams: int, idle: dict[str, float], cpu_ms_per_turn: float, profile: Profile | None = None
 ) -> dict[str, Any]:
     """``streams`` long reasoning answers at once, at real speed, from their send to their end: CPU per
     relayed token (the process's idle work and the turns' own cost subtracted), tokens per event the
@@ -550,7 +550,7 @@ def compare(direct: list[float], through: list[float], prefix: str = "") -> dict
     }
 
 
-async def hold_phase(setup: Rig, level: int, probes: int, profile: Path | None) -> dict[str, Any]:
+async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | None) -> dict[str, Any]:
     """Keep ``level`` realistic reasoning answers open through Surge (and a few straight to the worker) and
     measure meanwhile: probe TTFT both ways, the gaps between deltas both ways, memory, CPU."""
     stop = asyncio.Event()
@@ -612,34 +612,41 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Path | None) 
     result["rss_mb"] = round(rss_held / 2**20, 1)
     result["kb_per_stream"] = round((rss_held - rss_before) / 1024 / level, 1)
     result["held"] = bool(result["ttft_added_p99_ms"] < BUDGET_MS and result["gap_added_p99_ms"] < BUDGET_MS)
-    if profile is not None and await asyncio.to_thread(profile.exists):
+    if profile is not None and await asyncio.to_thread(profile.path.exists):
         result["profile"] = {
-            "raw": str(profile),
-            "top": await asyncio.to_thread(summarise_profile, profile, 15),
+            "raw": str(profile.path),
+            "top": await asyncio.to_thread(summarise_profile, profile.path, 15),
         }
     return result
 
 
-def profile_surge(setup: Rig, path: Path, seconds: int) -> subprocess.Popen[bytes] | None:
+@dataclass(frozen=True)
+class Profile:
+    """Where a phase's py-spy profile goes, and how many samples a second it takes."""
+
+    path: Path
+    rate: int
+
+
+def profile_surge(setup: Rig, profile: Profile, seconds: int) -> subprocess.Popen[bytes] | None:
     """py-spy on the Surge process for ``seconds`` (non-blocking sampling: it does not stop the process)."""
     spy = shutil.which("py-spy")
     if spy is None:
         print("py-spy not found: no profile", file=sys.stderr)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    profile.path.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [spy, "record", "--pid", str(setup.surge.pid), "--duration", str(seconds), "--rate", "100",
-         "--nonblocking", "--format", "raw", "--output", str(path)],
+        [spy, "record", "--pid", str(setup.surge.pid), "--duration", str(seconds),
+         "--rate", str(profile.rate), "--nonblocking", "--format", "raw", "--output", str(profile.path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
-def profile_path(args: argparse.Namespace, kind: str, phase: str) -> Path | None:
-    """Where the profile of ``phase`` goes, beside the JSON; None if that phase is not profiled."""
+def profile_of(args: argparse.Namespace, kind: str, phase: str) -> Profile | None:
+    """The profile of ``phase``, beside the JSON; None if that phase is not profiled."""
     if phase.split("-")[0] not in args.profile:
         return None
-    path: Path = args.json.with_name(f"{args.json.stem}-{kind}-{phase}-profile.txt")
-    return path
+    return Profile(args.json.with_name(f"{args.json.stem}-{kind}-{phase}-profile.txt"), args.profile_rate)
 
 
 # --- one backend, every phase ---
@@ -663,13 +670,13 @@ async def bench_backend(
                 print(f"[{kind}] idle for {args.idle_s:.0f} s", file=sys.stderr)
                 result["idle"] = idle = await idle_phase(setup, args.idle_s)
                 print(f"[{kind}] {args.turns} short turns", file=sys.stderr)
-                result["turns"] = await turn_phase(setup, args.turns, idle, profile_path(args, kind, "turns"))
+                result["turns"] = await turn_phase(setup, args.turns, idle, profile_of(args, kind, "turns"))
         if "tokens" in args.phases:
             async with fresh() as setup:
                 print(f"[{kind}] {args.token_streams} long answers, from send to end", file=sys.stderr)
                 per_turn = result.get("turns", {}).get("cpu_ms_per_turn", 0.0)
                 result["tokens"] = await token_phase(
-                    setup, args.token_streams, idle, per_turn, profile_path(args, kind, "tokens")
+                    setup, args.token_streams, idle, per_turn, profile_of(args, kind, "tokens")
                 )
         if "light" in args.phases:
             async with fresh() as setup:
@@ -684,9 +691,7 @@ async def bench_backend(
             async with fresh(users=min(level, 200)) as setup:
                 print(f"[{kind}] holding {level} open streams", file=sys.stderr)
                 largest = position == len(args.levels) - 1
-                profile = (
-                    args.json.with_name(f"{args.json.stem}-{kind}-{level}-profile.txt") if largest else None
-                )
+                profile = profile_of(args, kind, f"hold-{level}") if largest else None
                 levels.append(await hold_phase(setup, level, args.probes, profile))
             if not levels[-1]["held"] and levels[-1]["ttft_added_p99_ms"] > BUDGET_MS * 4:
                 break  # far past the budget: higher levels only take longer to say the same
@@ -767,6 +772,10 @@ def main() -> None:
     parser.add_argument(
         "--profile", nargs="*", default=["hold"], choices=PHASES,
         help="phases to profile with py-spy (hold: its largest level)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--profile-rate", type=int, default=100,
+        help="py-spy samples per second (400 shows short frames; it costs Surge more CPU meanwhile)",
     )  # fmt: skip
     parser.add_argument(
         "--phases", nargs="+", default=list(PHASES), choices=PHASES, help="which measurements to run"
