@@ -323,11 +323,11 @@ class TurnResult:
 
 async def surge_turn(
     setup: Rig, index: int, question: str, *, model: str = MODEL, thinking: bool = False,
-    stop_after_first: bool = False, gaps: Gaps | None = None,
+    stop_after_first: bool = False, gaps: Gaps | None = None, on_first: Callable[[], None] | None = None,
 ) -> TurnResult:  # fmt: skip
     """One streamed turn through Surge with the SDK: seconds to the first token, the tokens relayed (the
     answer's completion tokens from its ``done`` event) and the delta events it took; the gaps between
-    those events go into ``gaps``.
+    those events go into ``gaps``; ``on_first`` is called at the first token.
 
     Each turn starts a new root (``parent_id=None``): the users' conversations carry many turns at once,
     and the prompt stays the system prompt and the question, as on the direct path."""
@@ -344,6 +344,8 @@ async def surge_turn(
                 events += 1
                 if first is None:
                     first = now - started
+                    if on_first is not None:
+                        on_first()
                     if stop_after_first:
                         break
                 elif gaps is not None and previous is not None:
@@ -558,17 +560,19 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | Non
     surge_gaps, direct_gaps = Gaps(), Gaps()
     all_started = asyncio.Event()
 
-    async def through(index: int) -> None:
+    def streaming() -> None:
         nonlocal started
-        counted = False
+        started += 1
+        if started >= level:
+            all_started.set()
+
+    async def through(index: int) -> None:
+        first: Callable[[], None] | None = streaming  # counted once: at its first stream's first token
         while not stop.is_set():
             with contextlib.suppress(SurgeError, httpx.HTTPError):
-                if not counted:
-                    started, counted = started + 1, True
-                    if started >= level:
-                        all_started.set()
                 await surge_turn(setup, 30_000 + index, f"Reason about {uuid.uuid4().hex}", model=LONG,
-                                 thinking=True, gaps=surge_gaps)  # fmt: skip
+                                 thinking=True, gaps=surge_gaps, on_first=first)  # fmt: skip
+            first = None
 
     async def straight(index: int) -> None:
         while not stop.is_set():
@@ -582,7 +586,8 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | Non
     holders += [asyncio.create_task(straight(index)) for index in range(min(20, level // 10 + 1))]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(all_started.wait(), 300)
-    await asyncio.sleep(8)  # every stream past its first token, the process at its steady state
+    streaming_after = time.monotonic() - opened
+    await asyncio.sleep(8)  # every stream past its first token: let the process reach its steady state
     rss_held = setup.surge.memory_info().rss
     surge_gaps.recording = direct_gaps.recording = True
     before = await setup.read()
@@ -603,7 +608,13 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | Non
     for holder in holders:
         holder.cancel()
     await asyncio.gather(*holders, return_exceptions=True)
-    result: dict[str, Any] = {"open_streams": level, "opened_in_s": round(time.monotonic() - opened, 1)}
+    result: dict[str, Any] = {
+        "open_streams": level,
+        # Until every stream had its first token (at most 300 s), and the whole level with its probes.
+        "opened_in_s": round(streaming_after, 1),
+        "streaming": started,
+        "level_s": round(time.monotonic() - opened, 1),
+    }
     result |= compare(direct_ttft, surge_ttft, "ttft_")
     result |= compare(direct_gaps, surge_gaps, "gap_")
     result["gap_samples"] = [len(direct_gaps), len(surge_gaps)]
