@@ -12,6 +12,14 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 TOKEN_GAP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2)
 
+# --- the process ---
+EVENT_LOOP_LAG = Histogram(
+    "surge_event_loop_lag_seconds",
+    "How much later than due the event loop woke a sleeping task (sampled 4 times a second): every step "
+    "of every request waits about this long for the core",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
 # --- chat: the turn lifecycle ---
 TURNS = Counter("surge_turns_total", "Turns that ended, by outcome", ["model", "outcome"])
 TURNS_STARTED = Counter("surge_turns_started_total", "Turns accepted", ["model"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from tests.conftest import error_of, make_settings, serve
-from tests.metric_samples import scrape
+from tests.metric_samples import Scrape, scrape
 from tests.polling import until
 
 
@@ -89,6 +92,25 @@ async def test_metrics_count_a_refused_request_under_its_status(client):
     after = await scrape(client)
     assert after.added(before, "surge_http_requests_total", **ME, status_code="200") == 0
     assert after.added(before, "surge_http_requests_total", **ME, status_code="401") == 1
+
+
+async def test_metrics_show_how_late_the_event_loop_runs(client):
+    """A replica whose core is busy runs everything late: the lag histogram sees a stalled loop."""
+    before = await scrape(client)
+    # The loop stalls for longer than the monitor's interval (0.25 s) plus the 0.25 s bucket: whenever in
+    # its sleep the stall begins, the monitor wakes more than 0.25 s late.
+    time.sleep(0.6)  # noqa: ASYNC251
+    await asyncio.sleep(0.6)  # the monitor wakes (late), then again on time
+    after = await scrape(client)
+
+    def late(scrape: Scrape) -> float:  # observations above 250 ms
+        return scrape.value(f"{LAG}_count") - scrape.value(f"{LAG}_bucket", le="0.25")
+
+    assert late(after) - late(before) >= 1
+    assert after.added(before, f"{LAG}_count") >= 2
+
+
+LAG = "surge_event_loop_lag_seconds"
 
 
 async def test_docs_and_openapi_are_public(client):
