@@ -20,9 +20,10 @@ configuration the targets are for) and for SQLite (the embedded default):
   per stream, thinking on, at most 3,000 output tokens; each restarts when it ends), with probe turns
   both ways for the added TTFT, the gaps between a stream's deltas through Surge next to the gaps of
   direct streams of the same worker (the *added inter-delta delay* is the difference of their p99), the
-  memory per open stream, and the CPU of each process (Surge, the simulated worker, this client: they
-  share the machine). A level is held when both p99s are within 50 ms. The largest level is profiled
-  with py-spy; its top frames are saved beside the JSON.
+  memory per open stream, the CPU of each process (Surge, the simulated worker, this client: they share
+  the machine) and how late Surge's event loop runs (``surge_event_loop_lag_seconds``: each step of a
+  turn waits about that long when Surge's core is saturated). A level is held when both p99s are within
+  50 ms. The largest level is profiled with py-spy; its top frames are saved beside the JSON.
 
 Everything goes through the product's own client (``AsyncSurge``); the worker is read with the SDK's
 event-stream decoder. Database work is counted by Surge itself (``surge_db_statements_total``) and by
@@ -100,6 +101,10 @@ class Reading:
     flushes: float
     tokens: float
     turns: float
+    # Surge's event loop: wake-ups sampled, their total lateness, and those later than 50 ms.
+    lag_samples: float = 0.0
+    lag_s: float = 0.0
+    lag_within_50ms: float = 0.0
     transactions: float = 0.0
     rows_written: float = 0.0
     database_bytes: float = 0.0
@@ -142,6 +147,9 @@ class Rig:
             flushes=metric_sum(surge_metrics, "surge_stream_flushes_total"),
             tokens=metric_sum(worker_metrics, "sglang:generation_tokens_total"),
             turns=metric_sum(surge_metrics, "surge_turns_total{"),
+            lag_samples=metric_sum(surge_metrics, "surge_event_loop_lag_seconds_count"),
+            lag_s=metric_sum(surge_metrics, "surge_event_loop_lag_seconds_sum"),
+            lag_within_50ms=metric_sum(surge_metrics, 'surge_event_loop_lag_seconds_bucket{le="0.05"}'),
         )
         if self.database_name is not None:
             connection = await asyncpg.connect(POSTGRES_DSN)
@@ -620,6 +628,9 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | Non
     result["gap_samples"] = [len(direct_gaps), len(surge_gaps)]
     result["relayed_tokens_per_s"] = round(after.per(before, "tokens") / (after.at - before.at))
     result["cores"] = cores(after, before)
+    samples = max(1.0, after.per(before, "lag_samples"))
+    result["loop_lag_mean_ms"] = round(after.per(before, "lag_s") / samples * 1000, 1)
+    result["loop_late_over_50ms"] = round(1 - after.per(before, "lag_within_50ms") / samples, 3)
     result["rss_mb"] = round(rss_held / 2**20, 1)
     result["kb_per_stream"] = round((rss_held - rss_before) / 1024 / level, 1)
     result["held"] = bool(result["ttft_added_p99_ms"] < BUDGET_MS and result["gap_added_p99_ms"] < BUDGET_MS)
@@ -753,7 +764,9 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
                 f"{level['ttft_added_p50_ms']:.1f}/{level['ttft_added_p99_ms']:.1f} ms, delta gaps p99 "
                 f"{level['gap_direct_p99_ms']:.1f} direct vs {level['gap_surge_p99_ms']:.1f} ms via Surge "
                 f"(added {level['gap_added_p99_ms']:.1f}), {level['relayed_tokens_per_s']} tokens/s, "
-                f"{level['kb_per_stream']:.1f} KB/stream, cores {level['cores']} -> "
+                f"{level['kb_per_stream']:.1f} KB/stream, cores {level['cores']}, Surge's event loop "
+                f"{level['loop_lag_mean_ms']:.1f} ms late on average ({level['loop_late_over_50ms']:.0%} "
+                f"of wake-ups over 50 ms) -> "
                 f"{'held' if level['held'] else 'NOT held'}"
             )
             for line in level.get("profile", {}).get("top", [])[:15]:
