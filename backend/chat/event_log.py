@@ -439,6 +439,9 @@ class RedisEventLog(_Writers):
         self.ttl_s = ttl_s
         self.prefix = prefix
         self._publishing = asyncio.Lock()
+        # Turns sealed since the publisher last looked, and the publisher (``_sealed``).
+        self._sealed_turns: list[LiveTurn] = []
+        self._publisher: asyncio.Task[None] | None = None
         self._publish_script = redis.register_script(_PUBLISH)
         # Turns with events Redis does not have yet (retried while Redis is away), and ended ones.
         self._behind: dict[UUID, LiveTurn] = {}
@@ -473,8 +476,21 @@ class RedisEventLog(_Writers):
         return _seq_of(last[0][0]) if last else 0
 
     def _sealed(self, lives: list[LiveTurn]) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(lives), name="surge-event-log-publish")
-        task.add_done_callback(_log_failure)
+        """Queue these turns for the publisher, started if it is not running. One publisher, not a task per
+        sealing: under load, tasks queued on the publishing lock each cost a pass of the event loop even
+        when an earlier publication already sent their events, and a turn's first token waited seconds
+        behind them. The publisher sends whatever was sealed meanwhile in its next round trip instead."""
+        self._sealed_turns.extend(lives)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.get_running_loop().create_task(
+                self._publish_sealed(), name="surge-event-log-publisher"
+            )
+            self._publisher.add_done_callback(_log_failure)
+
+    async def _publish_sealed(self) -> None:
+        while self._sealed_turns:
+            lives, self._sealed_turns = list(dict.fromkeys(self._sealed_turns)), []
+            await self._publish(lives)
 
     async def _publish(self, lives: list[LiveTurn]) -> None:
         """Send what Redis does not have of these turns, in order, in one pipeline, then show it to this
@@ -724,6 +740,8 @@ class RedisEventLog(_Writers):
             self._close_window()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.PUBLISH_TIMEOUT_S):
+                if self._publisher is not None:
+                    await asyncio.wait([self._publisher])  # its failure is logged, not raised here
                 await self._publish(list(self._behind.values()))
         # Cancelling a blocking XREAD can wedge redis-py's connection; let it return on its own instead
         # (it blocks for WATCHER_BLOCK_MS at most).

@@ -314,6 +314,39 @@ async def test_a_log_redis_lost_is_published_again_by_its_writer():
 
 
 @pytest.mark.redis
+async def test_turns_sealed_while_a_publication_is_in_flight_go_out_together_in_the_next_one():
+    """Under load many turns seal at once (first tokens, notes, windows). Each is published and shown to
+    its readers, in as few round trips as the publications in flight allow: not one publication (and one
+    pass of the event loop on the publishing lock) per turn, which made first tokens wait seconds."""
+    require("Redis", redis_available())
+    prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
+    writer, client = await redis_log(prefix)
+    calls = 0
+    script = writer._publish_script
+
+    async def counted(**kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await script(**kwargs)
+
+    writer._publish_script = counted  # type: ignore[assignment]
+    try:
+        lives = [writer.writer(uuid.uuid4()) for _ in range(50)]
+        for live in lives:  # all in one pass of the event loop, as at a window's close
+            writer.note(live, "started", {"model": "m"})
+        for _ in range(100):
+            if all(live.visible == live.sealed == 1 for live in lives):
+                break
+            await asyncio.sleep(0.02)
+        assert all(live.visible == live.published == 1 for live in lives)
+        assert calls <= 2
+        for live in lives:
+            assert [(e.seq, e.event) for e in await writer.read(live.turn_id)] == [(1, "started")]
+    finally:
+        await forget(client, prefix)
+
+
+@pytest.mark.redis
 async def test_while_redis_is_unreachable_local_readers_keep_reading_and_the_log_is_published_after():
     require("Redis", redis_available())
     prefix = f"surge-test-{uuid.uuid4().hex[:8]}"
