@@ -94,7 +94,7 @@ from backend.observability.health import (
     redis_probe,
 )
 from backend.observability.logging import configure_logging
-from backend.observability.loop_lag import LoopLag
+from backend.observability.loop_lag import loop_lag_monitor
 from backend.observability.request_id import add_request_id_header
 from backend.openai_api.deps import openai_providers
 from backend.openai_api.errors import handle_openai_error, openai_error_response
@@ -374,7 +374,7 @@ async def running(c: Components) -> AsyncIterator[None]:
             stack.push_async_callback(close_firebase_app, c.firebase_app)
         stack.push_async_callback(c.push_sender.aclose)
         # Background work, stopped first.
-        lag = LoopLag()
+        lag = loop_lag_monitor()
         lag.start()
         stack.push_async_callback(lag.stop)
         await c.event_log.start()

@@ -8,34 +8,28 @@ times over. CPU utilisation says the core is busy; this says how long each step 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 
 from backend.observability import metrics
+from backend.periodic import Periodic
 
 # Four wake-ups a second: negligible work, and enough samples for a p99 over a scrape interval.
 INTERVAL_S = 0.25
 
+logger = logging.getLogger("surge.observability")
 
-class LoopLag:
-    """A task that sleeps ``interval_s`` at a time and records how much later than due it woke up."""
 
-    def __init__(self, interval_s: float = INTERVAL_S) -> None:
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+def loop_lag_monitor(interval_s: float = INTERVAL_S) -> Periodic:
+    """A periodic task that records how much later than due it wakes up (call in the running loop)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + interval_s
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._measure(), name="surge-loop-lag")
+    async def record() -> None:
+        nonlocal due
+        now = loop.time()
+        metrics.EVENT_LOOP_LAG.observe(max(0.0, now - due))
+        due = now + interval_s  # the next sleep starts now: nothing here awaits
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _measure(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.interval_s
-            await asyncio.sleep(self.interval_s)
-            metrics.EVENT_LOOP_LAG.observe(max(0.0, loop.time() - due))
+    return Periodic(
+        "surge-loop-lag", interval_s, record, logger=logger, failure="recording the event loop's lag failed"
+    )
