@@ -275,6 +275,10 @@ def test_a_cancel_lost_with_the_socket_is_sent_again(fake_ws, sleeps):
         session.recv(timeout=5)
         session.cancel(turn_frame.message_id)
         frames = until_done(iter(session))
+        # The fake reads a socket's frames in order and only after streaming the turn to `done`: its pong
+        # shows it has read the cancel that went before the ping (the session's end does not wait for it).
+        session.ping()
+        assert isinstance(session.recv(timeout=5), Pong)
     assert frames[-1].type == "done"
     cancels = fake_ws.sent_of("cancel")
     assert cancels and all(frame == {"type": "cancel", "message_id": "assistant-1"} for frame in cancels)
