@@ -29,10 +29,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler, ExceptionHandler, ExceptionHandlersMap, Message, Scope
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend import __version__
@@ -105,6 +101,7 @@ from backend.push.dispatcher import PushDispatcher
 from backend.push.fcm import PushSender, build_sender
 from backend.push.outbox import enqueue_completion
 from backend.push.routes import DeviceController
+from backend.redis_client import redis_client
 from backend.request_guard import SurgeRequest, refuse_nul_in_query
 from backend.security import BEARER, OPENAPI_COMPONENTS
 from backend.settings import Settings, load_settings
@@ -180,21 +177,6 @@ class Components:
     push_sender: PushSender
     dispatcher: PushDispatcher | None
     readiness: ReadinessChecks
-
-
-def redis_client(url: str) -> aioredis.Redis:
-    """A pooled client that recovers by itself when Redis restarts: a command that meets a dead pooled
-    connection is retried on a fresh one (a few times, backing off), and a connection idle for a while is
-    checked before use. Timeouts bound every wait (the event log's blocking read lasts 100 ms)."""
-    return aioredis.Redis.from_url(
-        url,
-        max_connections=200,
-        socket_connect_timeout=1.0,
-        socket_timeout=5.0,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,14 @@ from backend.chat.event_log import EventLog, LogUnavailable, MemoryEventLog, Red
 from backend.chat.events import TurnEvent, text_from_events
 from backend.chat.layout import CONTENT, REASONING, Layout
 from backend.chat.live import LiveTurn
+from backend.redis_client import redis_client
 from tests.services import REDIS_URL, redis_available, require
 
 WINDOW_S = 0.02
 
 
 async def redis_log(prefix: str, **options) -> tuple[RedisEventLog, aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = redis_client(REDIS_URL)  # the replicas' own client: its packing carries every publication
     return RedisEventLog(client, ttl_s=60, prefix=prefix, coalesce_s=WINDOW_S, **options), client
 
 
