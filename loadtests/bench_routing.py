@@ -11,16 +11,21 @@ equal), on a fresh fleet and a fresh database:
 
 Reported per contender: prefix-cache hit rate (sum of cached_tokens / sum of prompt_tokens), time to
 first token p50/p99 (measured by Surge from accepting the turn to its first token, in real time with
-the fleet at x20), turns/s, fleet busy share, load imbalance (max/mean busy time per worker). Two limits
-are computed on the recorded trace of prompts: the *oracle* (one server holding the whole fleet's cache,
-LRU) and the *reuse bound* (unlimited cache: every prefix seen before is a hit).
+the fleet at x20), turns/s, fleet busy share (while the planned load ran: from the last warm-up turn to
+the last turn sent), load imbalance (max/mean busy time per worker). Two limits are computed on the
+recorded trace of prompts: the *oracle* (one server holding the whole fleet's cache, LRU) and the *reuse
+bound* (unlimited cache: every prefix seen before is a hit).
 
 The users drive Surge through the SDK (``AsyncSurge``: sign-up, conversations, ``messages.send`` and the
-answer's ``messages.events``). The trace of prompts is the workers' own (``--sim-trace-file``): the token
-ids each was sent and produced, so the limits are computed on exactly what Surge sent, whatever its prompt
-rules are, without re-rendering prompts with a copy of them. The per-contender figures are read from
-Surge's database with SQL of this module's own (the server's times: accepted, on a worker, first token);
-Surge runs from its CLI on a database made with ``surge migrate``. Nothing of the backend is imported.
+answer's ``messages.events``); all of them sign up before the load starts. Also reported: the sessions
+started per second against the planned rate, and the cores each process used meanwhile (Surge, the
+fleet, sglang-router, this driver): they share the machine.
+
+The trace of prompts is the workers' own (``--sim-trace-file``): the token ids each was sent and
+produced, so the limits are computed on exactly what Surge sent, whatever its prompt rules are, without
+re-rendering prompts with a copy of them. The per-contender figures are read from Surge's database with
+SQL of this module's own (the server's times: accepted, on a worker, first token); Surge runs from its
+CLI on a database made with ``surge migrate``. Nothing of the backend is imported.
 
     uv run python -m loadtests.bench_routing [--turns 3000 --warmup 300] [--contenders ...]
 """
@@ -32,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -46,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from surge import APIStatusError, AsyncSurge, DoneEvent, ErrorEvent
 
 from loadtests.benchenv import UNLIMITED_USER
@@ -118,8 +125,9 @@ def session_rate(fleet: FleetSpec, config: WorkloadConfig, busy: float) -> float
 
 # --- processes ---
 @contextlib.contextmanager
-def simulated_fleet(fleet: FleetSpec, traces: Path) -> Iterator[list[str]]:
-    """The fleet's workers, each tracing the requests it finished into ``traces/trace-<port>.jsonl``."""
+def simulated_fleet(fleet: FleetSpec, traces: Path) -> Iterator[tuple[list[str], list[int]]]:
+    """The fleet's workers (their URLs and process ids), each tracing the requests it finished into
+    ``traces/trace-<port>.jsonl``."""
     started: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
@@ -128,14 +136,14 @@ def simulated_fleet(fleet: FleetSpec, traces: Path) -> Iterator[list[str]]:
             process, url = start_subprocess(fleet.sim_config(port, traces / f"trace-{port}.jsonl"))
             started.append(process)
             urls.append(url)
-        yield urls
+        yield urls, [process.pid for process in started]
     finally:
         for process in started:
             stop_subprocess(process)
 
 
 @contextlib.contextmanager
-def sglang_router(workers: list[str]) -> Iterator[str]:
+def sglang_router(workers: list[str]) -> Iterator[tuple[str, int]]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -159,7 +167,7 @@ def sglang_router(workers: list[str]) -> Iterator[str]:
             time.sleep(0.2)
         else:
             raise RuntimeError("sglang-router did not become healthy")
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -171,7 +179,7 @@ def sglang_router(workers: list[str]) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def surge(
     policy: str, upstreams: list[str], directory: Path, fleet: FleetSpec
-) -> AsyncIterator[tuple[str, str]]:
+) -> AsyncIterator[tuple[str, str, int]]:
     database = f"sqlite+aiosqlite:///{directory / 'surge.sqlite3'}"
     await migrate(database)
     env = {
@@ -200,7 +208,7 @@ async def surge(
         ),
     }
     async with serve(env, stop_timeout_s=30) as process:
-        yield process.url, database
+        yield process.url, database, process.pid
 
 
 # --- the load ---
@@ -216,17 +224,30 @@ class Driver:
     busy_conversations: set[str] = field(default_factory=set)
     accepted: int = 0
     failed: int = 0
+    warmup: int = 0  # turns sent before the measured ones
+    sessions: int = 0  # started
+    driving_s: float = 0.0  # from the first session's start until the last turn was sent
+    # (loop.time() of) the last warm-up turn sent and the last turn sent: the load is the planned one
+    # between them; before is the ramp, after is the drain.
+    warmed_at: float = 0.0
+    driven_at: float = 0.0
 
-    async def sign_up(self, http: httpx.AsyncClient, user: int) -> AsyncSurge:
-        client = self.clients.get(user)
-        if client is None:
-            client = AsyncSurge(base_url=self.url, http_client=http, timeout=TIMEOUT)
-            await client.auth.sign_up(f"user{user}-{uuid.uuid4().hex[:6]}@bench.example", "benchmark")
-            self.clients[user] = client
-        return client
+    async def sign_up(self, http: httpx.AsyncClient, users: int) -> None:
+        """Sign every user up before the load starts, a few at a time. Signing up costs tens of
+        milliseconds of Argon2 per user by design: done at each user's first session, it held those
+        sessions back and took Surge's CPU while the load was being measured."""
+        slots = asyncio.Semaphore(8)
 
-    async def session(self, http: httpx.AsyncClient, plan: SessionPlan) -> None:
-        client = await self.sign_up(http, plan.user)
+        async def one(user: int) -> None:
+            async with slots:
+                client = AsyncSurge(base_url=self.url, http_client=http, timeout=TIMEOUT)
+                await client.auth.sign_up(f"user{user}-{uuid.uuid4().hex[:6]}@bench.example", "benchmark")
+                self.clients[user] = client
+
+        await asyncio.gather(*(one(user) for user in range(users)))
+
+    async def session(self, plan: SessionPlan) -> None:
+        client = self.clients[plan.user]
         mine = self.conversations.setdefault(plan.user, [])
         conversation = None
         if (
@@ -247,6 +268,10 @@ class Driver:
                 if self.accepted >= self.total_turns:
                     return
                 self.accepted += 1
+                if self.accepted == self.warmup:
+                    self.warmed_at = asyncio.get_running_loop().time()
+                if self.accepted == self.total_turns:
+                    self.driven_at = asyncio.get_running_loop().time()
                 try:
                     sent = await client.messages.send(conversation, turn.text, thinking=turn.thinking)
                 except APIStatusError:
@@ -269,17 +294,47 @@ class Driver:
         return False
 
     async def run(self, rate_per_s: float) -> None:
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
-        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
-            sessions: set[asyncio.Task[None]] = set()
-            plans = self.workload.sessions()
-            while self.accepted < self.total_turns:
-                task = asyncio.create_task(self.session(http, next(plans)))
-                sessions.add(task)
-                task.add_done_callback(sessions.discard)
-                await asyncio.sleep(self.rng.expovariate(rate_per_s))
-            if sessions:
-                await asyncio.gather(*sessions, return_exceptions=True)
+        """Start sessions at ``rate_per_s`` (Poisson arrivals) until the turns are sent, then let them end.
+
+        Arrivals keep to a schedule: each is due a random gap after the one before, and a session due while
+        this process was busy starts as soon as it can. (Sleeping a gap after each start instead lets every
+        late wake-up push all later arrivals back: on a busy machine the load offered quietly falls below
+        the plan.)"""
+        loop = asyncio.get_running_loop()
+        sessions: set[asyncio.Task[None]] = set()
+        plans = self.workload.sessions()
+        began = due = loop.time()
+        while self.accepted < self.total_turns:
+            task = asyncio.create_task(self.session(next(plans)))
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+            self.sessions += 1
+            due += self.rng.expovariate(rate_per_s)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        self.driving_s = loop.time() - began
+        if sessions:
+            await asyncio.gather(*sessions, return_exceptions=True)
+
+
+class CpuMeter:
+    """Cores each role's processes used (user + system) from its creation until ``cores()``: who had the
+    machine's CPU while the load ran (the fleet, Surge, the router, this driver all share it)."""
+
+    def __init__(self, roles: dict[str, list[int]]) -> None:
+        self.processes = {role: [psutil.Process(pid) for pid in pids] for role, pids in roles.items() if pids}
+        self.began = time.monotonic()
+        self.start = self._seconds()
+
+    def _seconds(self) -> dict[str, float]:
+        return {
+            role: sum(sum(process.cpu_times()[:2]) for process in processes)
+            for role, processes in self.processes.items()
+        }
+
+    def cores(self) -> dict[str, float]:
+        span = time.monotonic() - self.began
+        now = self._seconds()
+        return {role: round((now[role] - self.start[role]) / span, 2) for role in now}
 
 
 async def worker_busy_seconds(workers: list[str]) -> dict[str, float]:
@@ -297,10 +352,14 @@ async def worker_busy_seconds(workers: list[str]) -> dict[str, float]:
 
 
 async def sample_busy(
-    workers: list[str], max_running: int, kv_tokens: int, stop: asyncio.Event, samples: list[float]
+    workers: list[str],
+    max_running: int,
+    kv_tokens: int,
+    stop: asyncio.Event,
+    samples: list[tuple[float, float]],
 ) -> None:
-    """The fleet's busy share over time, from each worker's /get_load: the larger of its running-slot
-    share and its KV-memory share."""
+    """The fleet's busy share over time (``loop.time()``, share), from each worker's /get_load: the larger
+    of its running-slot share and its KV-memory share."""
     async with httpx.AsyncClient(timeout=5) as http:
         while not stop.is_set():
             shares = []
@@ -312,7 +371,7 @@ async def sample_busy(
                     # Busy: running slots or KV memory, whichever binds.
                     shares.append(min(1.0, max(running / max_running, tokens / kv_tokens)))
             if shares:
-                samples.append(statistics.mean(shares))
+                samples.append((asyncio.get_running_loop().time(), statistics.mean(shares)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -513,11 +572,11 @@ async def run_contender(
     rate = args.session_rate or session_rate(fleet, config, args.busy)
     setup_started = time.monotonic()
     with tempfile.TemporaryDirectory() as directory:
-        with simulated_fleet(fleet, Path(directory)) as workers:
+        with simulated_fleet(fleet, Path(directory)) as (workers, fleet_pids):
             router = sglang_router(workers) if name == "sglang-router" else contextlib.nullcontext(None)
-            with router as router_url:
-                upstreams = [router_url] if router_url else workers
-                async with surge(name, upstreams, Path(directory), fleet) as (url, database):
+            with router as routed:
+                upstreams = [routed[0]] if routed else workers
+                async with surge(name, upstreams, Path(directory), fleet) as (url, database, surge_pid):
                     print(
                         f"[{name}] fleet and Surge up in {time.monotonic() - setup_started:.1f} s",
                         file=sys.stderr,
@@ -527,25 +586,48 @@ async def run_contender(
                         workload=Workload(config, users=args.users),
                         fleet=fleet,
                         total_turns=args.warmup + args.turns,
+                        warmup=args.warmup,
                         rng=random.Random(config.seed),
                     )
-                    busy: list[float] = []
-                    stop = asyncio.Event()
-                    sampler = asyncio.create_task(
-                        sample_busy(workers, fleet.max_running, fleet.kv_tokens, stop, busy)
-                    )
-                    started = time.monotonic()
-                    await driver.run(rate)
-                    stop.set()
-                    await sampler
-                    elapsed = time.monotonic() - started
+                    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500)
+                    async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
+                        await driver.sign_up(http, args.users)
+                        cpu = CpuMeter(
+                            {
+                                "surge": [surge_pid],
+                                "fleet": fleet_pids,
+                                "sglang-router": [routed[1]] if routed else [],
+                                "driver": [os.getpid()],
+                            }
+                        )
+                        busy: list[tuple[float, float]] = []
+                        stop = asyncio.Event()
+                        sampler = asyncio.create_task(
+                            sample_busy(workers, fleet.max_running, fleet.kv_tokens, stop, busy)
+                        )
+                        started = time.monotonic()
+                        await driver.run(rate)
+                        stop.set()
+                        await sampler
+                        elapsed = time.monotonic() - started
+                        cores = cpu.cores()
                     per_worker = await worker_busy_seconds(workers)
                 answers = await records(database)
         # The workers have stopped: their traces are complete.
         trace = trace_sequences(Path(directory)) if reference else None
     measured = answers[args.warmup :]
-    result = summarise(name, measured, busy[len(busy) // 10 :], per_worker)
-    result.update(session_rate=rate, wall_s=round(elapsed, 1), refused=driver.failed)
+    # The fleet's busy share while the planned load was offered: after the warm-up turns, until the last
+    # turn was sent (the ramp before and the drain after would dilute it; the drain alone took a minute).
+    steady = [share for at, share in busy if driver.warmed_at <= at <= driver.driven_at]
+    result = summarise(name, measured, steady, per_worker)
+    result.update(
+        session_rate=rate,
+        # Below the planned rate only if this process could not start sessions as fast as planned.
+        sessions_per_s=round(driver.sessions / driver.driving_s, 2) if driver.driving_s else 0.0,
+        cores=cores,
+        wall_s=round(elapsed, 1),
+        refused=driver.failed,
+    )
     result["trace"] = trace
     return result
 
@@ -576,6 +658,10 @@ def print_table(results: list[dict[str, Any]], limits: dict[str, Any], params: d
             f"{r['upstream_ttft_p50_ms']:>9.0f}/{r['upstream_ttft_p99_ms']:<7.0f} ms"
             f"   {r['kept_worker_share']:.2f}"
         )
+    print("\nload and CPU: sessions started per s (planned), cores used by each role while it ran")
+    for r in results:
+        cores = ", ".join(f"{role} {used:.2f}" for role, used in r["cores"].items())
+        print(f"  {r['contender']:<15}{r['sessions_per_s']:>6.2f} ({r['session_rate']:.2f})   {cores}")
     print(
         f"working set of the trace: {limits['working_set_tokens']:,} distinct tokens, "
         f"fleet cache: {limits['fleet_cache_tokens']:,} tokens"
