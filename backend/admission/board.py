@@ -63,13 +63,17 @@ class RedisBoard:
         self.OVERRIDE = f"{prefix}override"
         # A replica that has not posted for this long is gone (or cut off): its level no longer counts.
         self._fresh_s = fresh_s
+        # The levels expire once no replica has posted for a while: a deployment that is gone leaves
+        # nothing behind. (The override does not: it is an operator's decision, kept until lifted.)
+        self._levels_ttl_ms = max(1000, int(fresh_s * 2000))
 
     async def exchange(self, replica_id: UUID, level: int) -> BoardView:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.LEVELS, str(replica_id), f"{level}:{time.time():.3f}")
+            pipe.pexpire(self.LEVELS, self._levels_ttl_ms)
             pipe.hgetall(self.LEVELS)
             pipe.get(self.OVERRIDE)
-            _, raw_levels, raw_override = await pipe.execute()
+            _, _, raw_levels, raw_override = await pipe.execute()
         now, levels, stale = time.time(), {}, []
         for replica, value in raw_levels.items():
             posted, _, posted_at = _text(value).partition(":")

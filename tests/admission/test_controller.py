@@ -251,6 +251,10 @@ async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet
         assert two.level == 4
         release.set()
         await asyncio.gather(*tasks)
+        # The levels outlive the replicas by twice the freshness window, then go; the override stays.
+        await one.set_override(Override(level=2))
+        assert 5_000 < await redis.pttl(f"{prefix}levels") <= 10_000
+        assert await redis.pttl(f"{prefix}override") == -1
     finally:
         keys = [key async for key in redis.scan_iter(f"{prefix}*")]
         if keys:
