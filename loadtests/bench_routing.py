@@ -55,6 +55,7 @@ import httpx
 import psutil
 from surge import APIStatusError, AsyncSurge, DoneEvent, ErrorEvent
 
+from loadtests.bench_gateway import cpu_s
 from loadtests.benchenv import UNLIMITED_USER
 from loadtests.database import as_datetime, as_uuid, fetch, migrate
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
@@ -327,8 +328,7 @@ class CpuMeter:
 
     def _seconds(self) -> dict[str, float]:
         return {
-            role: sum(sum(process.cpu_times()[:2]) for process in processes)
-            for role, processes in self.processes.items()
+            role: sum(cpu_s(process) for process in processes) for role, processes in self.processes.items()
         }
 
     def cores(self) -> dict[str, float]:

@@ -16,6 +16,7 @@ from backend.chat.events import TurnEvent, text_from_events
 from backend.chat.layout import CONTENT, REASONING, Layout
 from backend.chat.live import LiveTurn
 from backend.redis_client import redis_client
+from tests.polling import until
 from tests.services import REDIS_URL, redis_available, require
 
 WINDOW_S = 0.02
@@ -335,10 +336,7 @@ async def test_turns_sealed_while_a_publication_is_in_flight_go_out_together_in_
         lives = [writer.writer(uuid.uuid4()) for _ in range(50)]
         for live in lives:  # all in one pass of the event loop, as at a window's close
             writer.note(live, "started", {"model": "m"})
-        for _ in range(100):
-            if all(live.visible == live.sealed == 1 for live in lives):
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: all(live.visible == live.sealed == 1 for live in lives), within_s=2, what="shown")
         assert all(live.visible == live.published == 1 for live in lives)
         assert calls <= 2
         for live in lives:
