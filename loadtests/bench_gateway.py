@@ -736,17 +736,24 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
     print(header)
     print("-" * len(header))
     for r in results:
-        if not {"turns", "tokens", "light_load"} <= set(r):
-            continue
-        turns, tokens, light = r["turns"], r["tokens"], r["light_load"]
-        print(
-            f"{r['backend']:<9} {100 * r['idle']['cpu_share_of_a_core']:>10.2f} "
-            f"{turns['cpu_ms_per_turn']:>11.2f} "
-            f"{tokens['cpu_us_per_token']:>12.2f} {tokens['tokens_per_event']:>9.2f} "
-            f"{turns['statements_per_turn']:>9.2f} {tokens['statements_per_turn']:>9.2f} "
-            f"{turns['database_kb_per_turn']:>11.2f} {turns['redis_commands_per_turn']:>10.2f} "
-            f"{light['added_p50_ms']:>7.1f}ms {light['added_p99_ms']:>7.1f}ms {r['max_streams_held']:>6}"
-        )
+        # A phase not run (``--phases``) shows a dash rather than hiding the phases that were.
+        idle, turns, tokens, light = (r.get(phase) for phase in ("idle", "turns", "tokens", "light_load"))
+        held = r["max_streams_held"] if r["levels"] else None
+        cells = [
+            (idle, lambda v: f"{100 * v['cpu_share_of_a_core']:>10.2f}", 10),
+            (turns, lambda v: f"{v['cpu_ms_per_turn']:>11.2f}", 11),
+            (tokens, lambda v: f"{v['cpu_us_per_token']:>12.2f}", 12),
+            (tokens, lambda v: f"{v['tokens_per_event']:>9.2f}", 9),
+            (turns, lambda v: f"{v['statements_per_turn']:>9.2f}", 9),
+            (tokens, lambda v: f"{v['statements_per_turn']:>9.2f}", 9),
+            (turns, lambda v: f"{v['database_kb_per_turn']:>11.2f}", 11),
+            (turns, lambda v: f"{v['redis_commands_per_turn']:>10.2f}", 10),
+            (light, lambda v: f"{v['added_p50_ms']:>7.1f}ms", 9),
+            (light, lambda v: f"{v['added_p99_ms']:>7.1f}ms", 9),
+            (held, lambda v: f"{v:>6}", 6),
+        ]
+        row = " ".join(f"{'-':>{width}}" if value is None else show(value) for value, show, width in cells)
+        print(f"{r['backend']:<9} {row}")
     for r in results:
         if "openai" in r:
             light = r["openai"]
