@@ -62,7 +62,7 @@ from backend.chat.routes import TurnController, send_message
 from backend.chat.runner import TurnRunner
 from backend.chat.service import TurnService
 from backend.chat.sse_schema import TurnEventStreamPlugin
-from backend.chat.store import TurnStore
+from backend.chat.store import Finisher, TurnStore
 from backend.chat.stream import TurnStreams
 from backend.chat.titles import TitleWriter
 from backend.chat.turn import FinishedTurn
@@ -121,13 +121,12 @@ def notified(turn: FinishedTurn) -> bool:
     return turn.status == "complete" and not turn.attached
 
 
-async def notify_if_unattended(session: AsyncSession, turn: FinishedTurn) -> None:
+async def queue_answer_ready(session: AsyncSession, turn: FinishedTurn) -> None:
     """Queue the push of an unwatched answer in the transaction that stores the answer (so it is sent
     exactly when the answer exists). Chat knows nothing of push; this is where the two meet."""
-    if notified(turn):
-        await enqueue_completion(
-            session, user_id=turn.user_id, conversation_id=turn.conversation_id, message_id=turn.message_id
-        )
+    await enqueue_completion(
+        session, user_id=turn.user_id, conversation_id=turn.conversation_id, message_id=turn.message_id
+    )
 
 
 @dataclass(eq=False)
@@ -247,7 +246,7 @@ def build_components(settings: Settings) -> Components:
     if settings.fcm.send_url and firebase_app is not None:
         use_local_endpoints(firebase_app, fcm_send_url=settings.fcm.send_url)
     store = TurnStore(sessions, event_log)
-    store.finishers.append(notify_if_unattended)
+    store.finishers.append(Finisher(wants=notified, write=queue_answer_ready))
     dispatcher = (
         PushDispatcher(sessions, push_sender, settings.push) if settings.push.dispatcher_enabled else None
     )

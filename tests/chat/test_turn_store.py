@@ -6,13 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.chat.event_log import MemoryEventLog
 from backend.chat.events import TurnEvent
 from backend.chat.layout import Layout
-from backend.chat.store import TurnStore
-from backend.chat.turn import TurnEnding, TurnFailed
+from backend.chat.store import Finisher, TurnStore
+from backend.chat.turn import FinishedTurn, TurnEnding, TurnFailed
 from backend.db import models as m
 from backend.db.base import new_id
 from backend.inference.wire import Usage
@@ -150,3 +152,72 @@ async def test_a_failed_turn_stores_its_error_and_ends_its_log_with_it(
         "code": "upstream_error",
         "message": "The model server failed.",
     }
+
+
+class TitleFinisher:
+    """A finisher that titles the turn's conversation (in the end's transaction), then perhaps fails."""
+
+    def __init__(self, *, wanted: bool, fails: bool = False) -> None:
+        self.wanted, self.fails = wanted, fails
+        self.written: list[UUID] = []
+
+    def finisher(self) -> Finisher:
+        return Finisher(wants=lambda _turn: self.wanted, write=self.write)
+
+    async def write(self, session: AsyncSession, turn: FinishedTurn) -> None:
+        await session.execute(
+            update(m.Conversation).where(m.Conversation.id == turn.conversation_id).values(title="Finished")
+        )
+        self.written.append(turn.message_id)
+        if self.fails:
+            raise RuntimeError("the finisher failed")
+
+
+async def title_of(sessions: async_sessionmaker[AsyncSession], conversation_id: UUID) -> str | None:
+    async with sessions() as session:
+        conversation = await session.get(m.Conversation, conversation_id)
+    assert conversation is not None
+    return conversation.title
+
+
+async def test_a_finisher_that_wants_the_turn_writes_in_the_transaction_of_its_end(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    answer = await streaming_turn(sessions)
+    store = TurnStore(sessions, RecordingLog())
+    failing = TitleFinisher(wanted=True, fails=True)
+    store.finishers.append(failing.finisher())
+
+    # Its write and the end are one transaction: the finisher failing undoes both.
+    with pytest.raises(RuntimeError):
+        await finish(store, answer, COMPLETE, HOLDER)
+    assert failing.written == [answer.id]
+    assert (await stored(sessions, answer.id)).status == "streaming"
+    assert await title_of(sessions, answer.conversation_id) is None
+
+    titling = TitleFinisher(wanted=True)
+    store.finishers[:] = [titling.finisher()]
+    # Fenced off, the end writes nothing, and the finisher is not run past it.
+    assert await finish(store, answer, COMPLETE, OTHER_REPLICA) is None
+    assert titling.written == []
+    ended = await finish(store, answer, COMPLETE, HOLDER)
+    assert isinstance(ended, m.Message)
+    assert ended.status == "complete"
+    assert titling.written == [answer.id]
+    assert await title_of(sessions, answer.conversation_id) == "Finished"
+
+
+async def test_a_finisher_that_does_not_want_the_turn_is_not_run(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    answer = await streaming_turn(sessions)
+    store = TurnStore(sessions, RecordingLog())
+    unwanted = TitleFinisher(wanted=False, fails=True)
+    store.finishers.append(unwanted.finisher())
+
+    ended = await finish(store, answer, COMPLETE, HOLDER)
+    assert isinstance(ended, m.Message)
+    assert unwanted.written == []
+    row = await stored(sessions, answer.id)
+    assert (row.status, row.content, row.lease_owner) == ("complete", "Blue.", None)
+    assert await title_of(sessions, answer.conversation_id) is None
