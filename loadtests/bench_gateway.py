@@ -25,10 +25,12 @@ configuration the targets are for) and for SQLite (the embedded default):
   turn waits about that long when Surge's core is saturated). A level is held when both p99s are within
   50 ms. The largest level is profiled with py-spy; its top frames are saved beside the JSON.
 
-Everything goes through the product's own client (``AsyncSurge``); the worker is read with the SDK's
-event-stream decoder. Database work is counted by Surge itself (``surge_db_statements_total``) and by
-PostgreSQL (transactions and WAL bytes of the benchmark's database; WAL is server-wide), Redis commands
-by Redis (``INFO commandstats``, server-wide): run it on a quiet machine.
+Everything goes through the product's own client (``AsyncSurge``), except the streams that hold a level
+open: those are read off their sockets (``loadtests.stream_tap``), so that this driver leaves the cores
+to Surge; the worker is read with the SDK's event-stream decoder. Database work is counted by Surge
+itself (``surge_db_statements_total``) and by PostgreSQL (transactions and WAL bytes of the benchmark's
+database; WAL is server-wide), Redis commands by Redis (``INFO commandstats``, server-wide): run it on a
+quiet machine.
 
     uv run python -m loadtests.bench_gateway [--levels 250 500 1000 2000] [--backends postgres sqlite]
 """
@@ -62,6 +64,7 @@ from loadtests.database import POSTGRES_DSN, create_postgres, drop_postgres, mig
 from loadtests.profile_summary import summarise_profile
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
 from loadtests.sglang_sim.textgen import sample_text
+from loadtests.stream_tap import TapFailed, tap_turn
 from loadtests.surge_server import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -575,12 +578,31 @@ async def hold_phase(setup: Rig, level: int, probes: int, profile: Profile | Non
             all_started.set()
 
     async def through(index: int) -> None:
-        first: Callable[[], None] | None = streaming  # counted once: at its first stream's first token
+        # Read off the socket (``stream_tap``), not through the SDK: the driver shares the machine.
+        client = setup.users[index % len(setup.users)]
+        conversation = setup.conversations[index % len(setup.conversations)]
+        counted = False  # once: at its first stream's first delta
         while not stop.is_set():
-            with contextlib.suppress(SurgeError, httpx.HTTPError):
-                await surge_turn(setup, 30_000 + index, f"Reason about {uuid.uuid4().hex}", model=LONG,
-                                 thinking=True, gaps=surge_gaps, on_first=first)  # fmt: skip
-            first = None
+            previous: float | None = None
+
+            def deltas(now: float, count: int) -> None:
+                nonlocal counted, previous
+                if not counted:
+                    counted = True
+                    streaming()
+                if previous is not None:
+                    surge_gaps.note(now - previous)
+                for _ in range(count - 1):
+                    surge_gaps.note(0.0)  # events that came in the same piece of the response
+                previous = now
+
+            body = {"content": f"Reason about {uuid.uuid4().hex}", "model": LONG, "thinking": True,
+                    "parent_id": None}  # fmt: skip
+            try:
+                token = await client.access_token_for_connection()
+                await tap_turn(setup.url, token, conversation, body, on_deltas=deltas)
+            except (TapFailed, OSError, SurgeError, TimeoutError):
+                await asyncio.sleep(1.0)  # refused or cut off: not a hot loop of retries
 
     async def straight(index: int) -> None:
         while not stop.is_set():
