@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.chat.event_log import EventLog
 from backend.chat.events import TurnEvent, encode_data
 from backend.chat.layout import Layout
-from backend.chat.turn import FinishedTurn, TurnEnding
+from backend.chat.turn import FinishedTurn, TurnEnding, TurnFailed
 from backend.conversations.schemas import message_view
 from backend.db import models as m
 
@@ -129,7 +129,12 @@ def _terminal_name(message: m.Message) -> str:
 
 def _terminal_data(message: m.Message) -> msgspec.Raw:
     if message.status == "failed":
-        return encode_data({"code": message.error_code or "internal", "message": message.error_message or ""})
+        failure = TurnFailed(
+            message.error_code or "internal",
+            message.error_message or "",
+            retry_after_s=message.error_retry_after_s,
+        )
+        return encode_data(failure.event_payload())
     return encode_data({"message": msgspec.to_builtins(message_view(message))})
 
 

@@ -76,9 +76,12 @@ class TurnFailed(Exception):
         self.retry_after_s = retry_after_s
 
     def event_payload(self) -> dict[str, Any]:
+        """The ``error`` event's data, the same whether the event is live or replayed from the stored row
+        (which keeps the retry hint as a float: a whole number is sent as an integer either way)."""
         payload: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.retry_after_s is not None:
-            payload["retry_after_s"] = self.retry_after_s
+            whole = float(self.retry_after_s).is_integer()
+            payload["retry_after_s"] = int(self.retry_after_s) if whole else self.retry_after_s
         return payload
 
 
@@ -126,7 +129,11 @@ class TurnEnding:
                 cached_tokens=self.usage.cached_tokens,
             )
         if self.failure is not None:
-            values.update(error_code=self.failure.code, error_message=self.failure.message)
+            values.update(
+                error_code=self.failure.code,
+                error_message=self.failure.message,
+                error_retry_after_s=self.failure.retry_after_s,
+            )
         return values
 
 

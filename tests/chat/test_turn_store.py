@@ -154,6 +154,40 @@ async def test_a_failed_turn_stores_its_error_and_ends_its_log_with_it(
     }
 
 
+@pytest.mark.parametrize("retry_after_s", [5, 2.5, None])
+async def test_a_failed_turns_error_event_replays_from_its_row_as_it_went_out_live(
+    sessions: async_sessionmaker[AsyncSession], retry_after_s: float | None
+) -> None:
+    # A reader resuming after the turn ended is served from the stored row: it must get the very event
+    # the live readers got, retry hint included (a client waits that long before sending again).
+    answer = await streaming_turn(sessions)
+    event_log = RecordingLog()
+    store = TurnStore(sessions, event_log)
+    layout = Layout()
+    layout.add_other("started", b'{"model":"deepseek-v3.1"}')
+    overloaded = TurnEnding(
+        status="failed",
+        finish_reason="error",
+        content="",
+        reasoning=None,
+        failure=TurnFailed("overloaded", "Every model server stayed busy.", retry_after_s=retry_after_s),
+        layout=layout,
+    )
+
+    assert await finish(store, answer, overloaded, HOLDER) is not None
+
+    live = event_log.appended[-1]
+    replayed = await store.stored_log(answer.id)
+    assert replayed is not None
+    terminal = replayed.events(after=1)
+    assert terminal == [live]
+    assert terminal[0].sse() == live.sse()
+    expected = {"code": "overloaded", "message": "Every model server stayed busy."}
+    if retry_after_s is not None:
+        expected["retry_after_s"] = retry_after_s
+    assert live.payload() == expected
+
+
 class TitleFinisher:
     """A finisher that titles the turn's conversation (in the end's transaction), then perhaps fails."""
 
