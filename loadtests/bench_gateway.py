@@ -215,13 +215,34 @@ async def database(kind: str) -> AsyncIterator[tuple[dict[str, str], str | None]
             yield {"SURGE_DATABASE_URL": url, "SURGE_DATA_DIR": directory}, None
         return
     name = await create_postgres("surge_gateway")
+    prefix = f"surge-bench-{uuid.uuid4().hex[:8]}"
     try:
         await migrate(postgres_url(name))
-        prefix = f"surge-bench-{uuid.uuid4().hex[:8]}"
         yield {"SURGE_DATABASE_URL": postgres_url(name), "SURGE_REDIS_URL": REDIS_URL,
                "SURGE_REDIS_KEY_PREFIX": prefix}, name  # fmt: skip
     finally:
         await drop_postgres(name)
+        await drop_redis_keys(prefix)
+
+
+async def drop_redis_keys(prefix: str) -> int:
+    """Delete what a run's Surge left under its key prefix: the streams of the turns that were still
+    running when it stopped would otherwise stay a day (their TTL while running), a few hundred MB of
+    the machine's Redis after a few full runs. Returns how many keys went."""
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    dropped = 0
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                dropped += await redis.unlink(*batch)
+                batch = []
+        if batch:
+            dropped += await redis.unlink(*batch)
+    finally:
+        await redis.aclose()
+    return dropped
 
 
 def models(worker_url: str) -> str:
