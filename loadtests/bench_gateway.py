@@ -62,6 +62,7 @@ from surge import AsyncSurge, ContentEvent, DoneEvent, ReasoningEvent, SurgeErro
 from loadtests.benchenv import UNLIMITED_USER
 from loadtests.database import POSTGRES_DSN, create_postgres, drop_postgres, migrate, postgres_url
 from loadtests.profile_summary import summarise_profile
+from loadtests.redis_keys import drop_prefix
 from loadtests.sglang_sim import SimConfig, free_port, start_subprocess, stop_subprocess
 from loadtests.sglang_sim.textgen import sample_text
 from loadtests.stream_tap import TapFailed, tap_turn
@@ -222,27 +223,8 @@ async def database(kind: str) -> AsyncIterator[tuple[dict[str, str], str | None]
                "SURGE_REDIS_KEY_PREFIX": prefix}, name  # fmt: skip
     finally:
         await drop_postgres(name)
-        await drop_redis_keys(prefix)
-
-
-async def drop_redis_keys(prefix: str) -> int:
-    """Delete what a run's Surge left under its key prefix: the streams of the turns that were still
-    running when it stopped would otherwise stay a day (their TTL while running), a few hundred MB of
-    the machine's Redis after a few full runs. Returns how many keys went."""
-    redis = aioredis.Redis.from_url(REDIS_URL)
-    dropped = 0
-    try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                dropped += await redis.unlink(*batch)
-                batch = []
-        if batch:
-            dropped += await redis.unlink(*batch)
-    finally:
-        await redis.aclose()
-    return dropped
+        # The streams of turns still running when a level's Surge stopped would stay a day.
+        await drop_prefix(REDIS_URL, prefix)
 
 
 def models(worker_url: str) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from backend.chat.service import CANCEL_WAIT_S
+from loadtests.redis_keys import drop_prefix
 from loadtests.sglang_sim import free_port, run_subprocess
 from tests.chat.helpers import check_log, concatenated, read_stream, read_until, wait_finished
 from tests.conftest import models_json, sign_up, sim_config
@@ -28,14 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
-def replica_env(database_url: str, workers: list[str], **extra: str) -> dict[str, str]:
+def replica_env(database_url: str, workers: list[str], prefix: str, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
         "SURGE_DATABASE_URL": database_url,
         "SURGE_REDIS_URL": REDIS_URL,
-        # Rate limits and the overload board live in Redis: a test of its own must not share them with
-        # earlier runs (30 sign-ups per IP per hour) or with tests running beside it.
-        "SURGE_REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        # The test's own (``redis_prefix``): its replicas share it, as a deployment's do.
+        "SURGE_REDIS_KEY_PREFIX": prefix,
         "SURGE_MODELS": models_json(workers),
         "SURGE_DATABASE_AUTO_MIGRATE": "false",
         "SURGE_ARGON2_TIME_COST": "1",
@@ -98,13 +98,26 @@ def shared_database(database_url: str) -> str:
     return database_url
 
 
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """The test's Redis key prefix. Rate limits and the overload board live in Redis: a test must not
+    share them with earlier runs (30 sign-ups per IP per hour) or with tests beside it; and what its
+    replicas leave (a killed one's streams stay a day) is dropped after it."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield prefix
+    if redis_available():
+        await drop_prefix(REDIS_URL, prefix)
+
+
 # Replicas share PostgreSQL (SQLite is the single-process embedded default).
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @on_postgresql
-async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(shared_database, fleet):
-    env = replica_env(shared_database, fleet)
+async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(
+    shared_database, fleet, redis_prefix
+):
+    env = replica_env(shared_database, fleet, redis_prefix)
     with replica(env) as (_, first_url), replica(env) as (_, second_url):
         async with (
             httpx.AsyncClient(base_url=first_url, timeout=30) as first,
@@ -158,9 +171,11 @@ async def test_a_turn_started_on_one_replica_streams_and_resumes_on_the_other(sh
 
 
 @on_postgresql
-async def test_a_killed_replicas_streaming_turn_is_failed_by_a_survivor_with_its_text(shared_database):
+async def test_a_killed_replicas_streaming_turn_is_failed_by_a_survivor_with_its_text(
+    shared_database, redis_prefix
+):
     with run_subprocess(sim_config(sim_speedup=2.0)) as slow:
-        env = replica_env(shared_database, [slow.url])
+        env = replica_env(shared_database, [slow.url], redis_prefix)
         with replica(env) as (_, survivor_url):
             with replica(env) as (doomed, doomed_url):
                 async with httpx.AsyncClient(base_url=doomed_url, timeout=30) as client:
@@ -191,13 +206,15 @@ async def test_a_killed_replicas_streaming_turn_is_failed_by_a_survivor_with_its
 
 
 @on_postgresql
-async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(shared_database, fleet):
+async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(
+    shared_database, fleet, redis_prefix
+):
     # The doomed replica only knows a worker that stalls; the survivor knows healthy ones too.
     with (
         run_subprocess(sim_config(sim_fault_stall_s=4.0)) as stalling,
-        replica(replica_env(shared_database, fleet)) as (_, survivor_url),
+        replica(replica_env(shared_database, fleet, redis_prefix)) as (_, survivor_url),
     ):
-        with replica(replica_env(shared_database, [stalling.url])) as (doomed, doomed_url):
+        with replica(replica_env(shared_database, [stalling.url], redis_prefix)) as (doomed, doomed_url):
             async with httpx.AsyncClient(base_url=doomed_url, timeout=30) as client:
                 alice = await sign_up(client)
                 conversation = (
@@ -234,8 +251,8 @@ async def test_a_killed_replicas_turn_that_streamed_nothing_is_run_again(shared_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_second_process_without_redis_is_refused(database_url, fleet):
-    env = replica_env(database_url, fleet)
+def test_a_second_process_without_redis_is_refused(database_url, fleet, redis_prefix):
+    env = replica_env(database_url, fleet, redis_prefix)
     del env["SURGE_REDIS_URL"]
     with replica(env):
         port = free_port()
@@ -252,8 +269,8 @@ def test_a_second_process_without_redis_is_refused(database_url, fleet):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_several_workers_without_redis_are_refused(database_url, fleet):
-    env = replica_env(database_url, fleet)
+def test_several_workers_without_redis_are_refused(database_url, fleet, redis_prefix):
+    env = replica_env(database_url, fleet, redis_prefix)
     del env["SURGE_REDIS_URL"]
     result = subprocess.run(
         [sys.executable, "-m", "backend.cli", "serve", "--workers", "2", "--port", str(free_port())],
