@@ -17,6 +17,7 @@ from backend.admission.queue import Ticket
 from backend.admission.tiers import tier_limits
 from backend.errors import Overloaded, SignupsPaused, ValidationFailed
 from backend.settings import AdmissionSettings, ModelSpec, TierSettings
+from loadtests.redis_keys import drop_prefix
 from tests.polling import until
 from tests.services import REDIS_URL, redis_available, require
 
@@ -227,7 +228,8 @@ async def test_an_operator_override_wins_until_it_is_lifted():
 async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet():
     require("Redis", redis_available())
     redis = aioredis.Redis.from_url(REDIS_URL)
-    prefix = f"test:{uuid.uuid4().hex}:"
+    stem = f"test:{uuid.uuid4().hex}"
+    prefix = f"{stem}:"
     try:
         one = controller(board=RedisBoard(redis, fresh_s=5, prefix=prefix), ladder_thresholds="0.5,1,1.5,2")
         two = controller(board=RedisBoard(redis, fresh_s=5, prefix=prefix), ladder_thresholds="0.5,1,1.5,2")
@@ -256,9 +258,7 @@ async def test_replicas_sharing_redis_share_the_level_the_override_and_the_fleet
         assert 5_000 < await redis.pttl(f"{prefix}levels") <= 10_000
         assert await redis.pttl(f"{prefix}override") == -1
     finally:
-        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
+        await drop_prefix(REDIS_URL, stem)
         await redis.aclose()
 
 

@@ -16,6 +16,7 @@ from backend.chat.events import TurnEvent, text_from_events
 from backend.chat.layout import CONTENT, REASONING, Layout
 from backend.chat.live import LiveTurn
 from backend.redis_client import redis_client
+from loadtests.redis_keys import drop_prefix
 from tests.polling import until
 from tests.services import REDIS_URL, redis_available, require
 
@@ -28,9 +29,7 @@ async def redis_log(prefix: str, **options) -> tuple[RedisEventLog, aioredis.Red
 
 
 async def forget(client: aioredis.Redis, prefix: str) -> None:
-    keys = [key async for key in client.scan_iter(f"{prefix}:*")]
-    if keys:
-        await client.delete(*keys)
+    await drop_prefix(REDIS_URL, prefix)
     await client.aclose()
 
 
