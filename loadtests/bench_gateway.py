@@ -748,6 +748,15 @@ async def bench_backend(
     return result
 
 
+def _cell(
+    phase: dict[str, Any] | None, key: str, width: int, *, spec: str = ".2f", scale: float = 1, unit: str = ""
+) -> str:
+    """One figure of the report's row, right-aligned in ``width``; a dash for a phase not run."""
+    if phase is None:
+        return f"{'-':>{width}}"
+    return f"{phase[key] * scale:>{width - len(unit)}{spec}}{unit}"
+
+
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         "\nGateway overhead (WORKLOAD.md benchmark 2): one Surge process, one simulated worker in real time"
@@ -763,21 +772,22 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
     for r in results:
         # A phase not run (``--phases``) shows a dash rather than hiding the phases that were.
         idle, turns, tokens, light = (r.get(phase) for phase in ("idle", "turns", "tokens", "light_load"))
-        held = r["max_streams_held"] if r["levels"] else None
-        cells = [
-            (idle, lambda v: f"{100 * v['cpu_share_of_a_core']:>10.2f}", 10),
-            (turns, lambda v: f"{v['cpu_ms_per_turn']:>11.2f}", 11),
-            (tokens, lambda v: f"{v['cpu_us_per_token']:>12.2f}", 12),
-            (tokens, lambda v: f"{v['tokens_per_event']:>9.2f}", 9),
-            (turns, lambda v: f"{v['statements_per_turn']:>9.2f}", 9),
-            (tokens, lambda v: f"{v['statements_per_turn']:>9.2f}", 9),
-            (turns, lambda v: f"{v['database_kb_per_turn']:>11.2f}", 11),
-            (turns, lambda v: f"{v['redis_commands_per_turn']:>10.2f}", 10),
-            (light, lambda v: f"{v['added_p50_ms']:>7.1f}ms", 9),
-            (light, lambda v: f"{v['added_p99_ms']:>7.1f}ms", 9),
-            (held, lambda v: f"{v:>6}", 6),
-        ]
-        row = " ".join(f"{'-':>{width}}" if value is None else show(value) for value, show, width in cells)
+        held = f"{r['max_streams_held']:>6}" if r["levels"] else f"{'-':>6}"
+        row = " ".join(
+            [
+                _cell(idle, "cpu_share_of_a_core", 10, scale=100),
+                _cell(turns, "cpu_ms_per_turn", 11),
+                _cell(tokens, "cpu_us_per_token", 12),
+                _cell(tokens, "tokens_per_event", 9),
+                _cell(turns, "statements_per_turn", 9),
+                _cell(tokens, "statements_per_turn", 9),
+                _cell(turns, "database_kb_per_turn", 11),
+                _cell(turns, "redis_commands_per_turn", 10),
+                _cell(light, "added_p50_ms", 9, spec=".1f", unit="ms"),
+                _cell(light, "added_p99_ms", 9, spec=".1f", unit="ms"),
+                held,
+            ]
+        )
         print(f"{r['backend']:<9} {row}")
     for r in results:
         if "openai" in r:
